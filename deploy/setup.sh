@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Makes this machine ready to run and test the runner: npm packages, a Docker engine,
+# the base image and the start-point images. Idempotent: a second run only checks.
+# Needs root (or sudo) the first time, for apt and dockerd.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# Image names are shared with the runner (lib/config.ts reads the same defaults).
+BASE_IMAGE=${RUNNER_BASE_IMAGE:-cyber-dojo-runner/base:bookworm}
+ROOTFS_IMAGE=cyber-dojo-runner/debian:bookworm
+IMAGE_PREFIX=${RUNNER_IMAGE_PREFIX:-cyber-dojo-runner/}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+note() { printf '    %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# A line of progress every 10 s while a long command runs, its output kept in a log.
+with_progress() {
+  local log=$1; shift
+  "$@" >"$log" 2>&1 &
+  local pid=$! started=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( (SECONDS - started) % 10 == 0 )); then
+      note "... $((SECONDS - started))s: $(tail -n 1 "$log" | cut -c1-100)"
+    fi
+  done
+  if ! wait "$pid"; then
+    tail -n 30 "$log" >&2
+    printf 'setup: failed: %s (log: %s)\n' "$*" >&2
+    return 1
+  fi
+}
+
+npm_packages() {
+  # package-lock.json is newer than the installed tree: npm ci brings it in line.
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    step "npm packages"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+engine_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+docker_engine() {
+  engine_answers && return 0
+  if ! command -v dockerd >/dev/null 2>&1; then
+    step "installing Debian's docker.io"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    with_progress /tmp/apt-docker.log as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends docker.io
+  fi
+  if ! command -v docker >/dev/null 2>&1; then
+    printf 'setup: no docker CLI after installing docker.io\n' >&2; return 1
+  fi
+  step "starting dockerd (log: $DOCKERD_LOG)"
+  # No systemd here: dockerd runs detached from this shell, so it outlives the set-up.
+  as_root sh -c "setsid dockerd >>'$DOCKERD_LOG' 2>&1 < /dev/null &"
+  local waited=0
+  until engine_answers; do
+    sleep 1; waited=$((waited + 1))
+    if [ "$waited" -ge 60 ]; then
+      tail -n 20 "$DOCKERD_LOG" >&2
+      printf 'setup: dockerd did not answer within 60 s\n' >&2; return 1
+    fi
+  done
+  note "engine $(docker version --format '{{.Server.Version}}') answers after ${waited}s"
+}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+image_label() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
+
+# A hash of a folder's files (names and contents), so an image is rebuilt only when its folder changed.
+folder_hash() {
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
+
+rootfs_image() {
+  image_exists "$ROOTFS_IMAGE" && return 0
+  # Where a registry answers, Debian's own slim image is the root; otherwise debootstrap builds one.
+  if timeout 30 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
+    docker tag debian:bookworm-slim "$ROOTFS_IMAGE"
+    return 0
+  fi
+  step "building $ROOTFS_IMAGE with debootstrap from $MIRROR (no registry answers)"
+  command -v debootstrap >/dev/null 2>&1 || \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null
+  local dir
+  dir=$(mktemp -d /var/tmp/runner-rootfs.XXXXXX)
+  with_progress /tmp/debootstrap.log as_root debootstrap --variant=minbase bookworm "$dir" "$MIRROR"
+  as_root rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+  as_root tar -C "$dir" -c . | docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' - "$ROOTFS_IMAGE" >/dev/null
+  as_root rm -rf "$dir"
+}
+
+# Builds image $1 from folder $2 unless an image with the folder's hash is already there.
+build_image() {
+  local image=$1 dir=$2; shift 2
+  local hash
+  hash=$(folder_hash "$dir")
+  if [ "$(image_label "$image" cyber-dojo-runner.source_hash)" = "$hash" ]; then
+    return 0
+  fi
+  step "building $image"
+  local started=$SECONDS
+  with_progress "/tmp/build-$(basename "$dir").log" env DOCKER_BUILDKIT=0 docker build \
+    --label "cyber-dojo-runner.source_hash=$hash" "$@" -t "$image" "$dir"
+  note "built in $((SECONDS - started))s, $(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%d MB", $1/1e6}')"
+}
+
+start_point_images() {
+  local dir name
+  for dir in deploy/start-points/*/; do
+    [ -f "$dir/Dockerfile" ] || continue
+    name=$(basename "$dir")
+    build_image "$IMAGE_PREFIX$name" "$dir" \
+      --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+      --label "cyber-dojo.colour_rules=$(cat "$dir/colour-rules.json")"
+  done
+}
+
+main() {
+  local started=$SECONDS
+  npm_packages
+  docker_engine
+  rootfs_image
+  build_image "$BASE_IMAGE" deploy/base --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"
+  start_point_images
+  note "set-up ready in $((SECONDS - started))s"
+}
+
+main "$@"

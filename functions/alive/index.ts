@@ -1,0 +1,10 @@
+import { Type } from '@sinclair/typebox';
+import { defineFunction } from '../../lib/function.ts';
+
+export default defineFunction({
+  name: 'alive',
+  method: 'GET',
+  summary: 'true while the runner process answers',
+  result: Type.Boolean(),
+  handler: async () => true,
+});

@@ -1,0 +1,19 @@
+import { Type } from '@sinclair/typebox';
+import { Avatar, KataId } from '../../lib/args.ts';
+import { defineFunction } from '../../lib/function.ts';
+import { avatarUid } from '../../lib/katas.ts';
+import { avatarOld } from '../../lib/sandbox.ts';
+
+export default defineFunction({
+  name: 'avatar_old',
+  method: 'POST',
+  summary: "the avatar leaves: its processes, files, home and user are removed",
+  body: Type.Object({ kata_id: KataId, avatar_name: Avatar }),
+  result: Type.Object({}),
+  handler: async (body, { katas, engine, config }) => {
+    await katas.withLive(body.kata_id, (kata) =>
+      avatarOld(engine, { containerId: kata.containerId, avatar: body.avatar_name, uid: avatarUid(config, kata, body.avatar_name) }),
+    );
+    return {};
+  },
+});

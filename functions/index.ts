@@ -1,0 +1,33 @@
+// Every function there is. The host mounts all of them, or those RUNNER_FUNCTIONS names.
+import type { RunnerFunction } from '../lib/function.ts';
+import alive from './alive/index.ts';
+import avatarExists from './avatar_exists/index.ts';
+import avatarNew from './avatar_new/index.ts';
+import avatarOld from './avatar_old/index.ts';
+import imagePull from './image_pull/index.ts';
+import imagePulled from './image_pulled/index.ts';
+import kataExists from './kata_exists/index.ts';
+import kataNew from './kata_new/index.ts';
+import kataOld from './kata_old/index.ts';
+import ready from './ready/index.ts';
+import reap from './reap/index.ts';
+import run from './run/index.ts';
+import sha from './sha/index.ts';
+import startPoints from './start_points/index.ts';
+
+export const functions: RunnerFunction[] = [
+  alive,
+  ready,
+  sha,
+  startPoints,
+  kataNew,
+  kataOld,
+  kataExists,
+  avatarNew,
+  avatarOld,
+  avatarExists,
+  run,
+  imagePulled,
+  imagePull,
+  reap,
+];

@@ -1,0 +1,143 @@
+import { Type } from '@sinclair/typebox';
+import { Avatar, checkFilenames, checkFiles, Filenames, Files, ImageName, KataId, MaxSeconds, Text, type AvatarName } from '../../lib/args.ts';
+import { classify } from '../../lib/colour.ts';
+import { errors, malformed, RunnerError } from '../../lib/errors.ts';
+import { defineFunction, type Services } from '../../lib/function.ts';
+import { avatarUid, type Kata } from '../../lib/katas.ts';
+import { avatarNew, runTests, type RunOutcome } from '../../lib/sandbox.ts';
+
+const RESURRECTED_LIFETIME_SECONDS = 86400;
+
+const Body = Type.Object({
+  kata_id: KataId,
+  avatar_name: Avatar,
+  changed_files: Files,
+  deleted_filenames: Filenames,
+  max_seconds: MaxSeconds,
+  image_name: Type.Optional(ImageName),
+  unchanged_files: Type.Optional(Files),
+});
+
+const Result = Type.Object({
+  stdout: Text,
+  stderr: Text,
+  status: Type.Integer(),
+  colour: Type.Union(['red', 'amber', 'green', 'timed_out', 'faulty'].map((c) => Type.Literal(c))),
+  timed_out: Type.Boolean(),
+  oom_killed: Type.Boolean(),
+  created: Type.Record(Type.String(), Text, { description: 'text files the run created: at most 16, each at most 50 KiB' }),
+  changed: Type.Record(Type.String(), Text, { description: 'text files the run changed: at most 16, each at most 50 KiB' }),
+  deleted: Type.Array(Type.String(), { description: 'files the run deleted' }),
+  duration_ms: Type.Integer(),
+  resurrected: Type.Boolean(),
+});
+
+async function colourOf(outcome: RunOutcome, kata: Kata, { colourRules, log }: Services): Promise<string> {
+  if (outcome.timedOut) return 'timed_out';
+  if (outcome.fault) {
+    log.error({ kataId: kata.kataId, fault: outcome.fault }, 'run faulty');
+    return 'faulty';
+  }
+  const rules = await colourRules.get(kata.imageId);
+  if (typeof rules === 'string') return 'faulty';
+  const colour = classify(rules, outcome.stdout.content, outcome.stderr.content, outcome.status);
+  if (!colour) log.warn({ kataId: kata.kataId, image: kata.imageName, status: outcome.status }, 'no colour rule matched: faulty');
+  return colour ?? 'faulty';
+}
+
+export default defineFunction({
+  name: 'run',
+  method: 'POST',
+  summary:
+    "the [test] event: writes changed_files, deletes deleted_filenames, runs cyber-dojo.sh as the avatar within max_seconds, and answers its output, colour and the files it created, changed or deleted. With image_name and unchanged_files, a kata or avatar that is gone is resurrected from them.",
+  body: Body,
+  result: Result,
+  handler: async (body, services) => {
+    const { katas, engine, config, log } = services;
+    checkFiles('changed_files', body.changed_files);
+    checkFilenames('deleted_filenames', body.deleted_filenames);
+    if (body.deleted_filenames.some((name) => Object.hasOwn(body.changed_files, name))) {
+      throw malformed('deleted_filenames', 'a file is both changed and deleted');
+    }
+    const files = body.unchanged_files && { ...body.unchanged_files, ...body.changed_files };
+    if (files) checkFiles('unchanged_files', files);
+    const canResurrect = body.image_name !== undefined && files !== undefined;
+    const avatar: AvatarName = body.avatar_name;
+    const target = (kata: Kata) => ({ containerId: kata.containerId, avatar, uid: avatarUid(config, kata, avatar) });
+
+    let resurrected = false;
+    // A resurrected avatar already holds every file: the run then writes and deletes nothing.
+    const resurrectAvatar = async (kata: Kata) => {
+      try {
+        await avatarNew(engine, target(kata), files!);
+      } catch (e) {
+        if (!(e instanceof RunnerError && e.code === errors.avatarExists().code)) throw e;
+      }
+      resurrected = true;
+    };
+    const resurrectKata = async () => {
+      let kata: Kata;
+      try {
+        kata = await katas.create(body.image_name!, body.kata_id, RESURRECTED_LIFETIME_SECONDS);
+      } catch (e) {
+        // Another request resurrected it a moment ago.
+        if (!(e instanceof RunnerError && e.code === errors.kataExists().code)) throw e;
+        kata = await katas.live(body.kata_id);
+      }
+      log.info({ kataId: body.kata_id, avatar }, 'kata resurrected');
+      await resurrectAvatar(kata);
+    };
+
+    if (!(await katas.find(body.kata_id))?.live) {
+      if (!canResurrect) throw errors.kataNotFound();
+      await resurrectKata();
+    }
+    for (let attempt = 0; ; attempt++) {
+      let ranIn: Kata | undefined;
+      let outcome: RunOutcome | 'avatar_missing';
+      try {
+        outcome = await katas.withLive(body.kata_id, (kata) => {
+          ranIn = kata;
+          const env = [
+            `CYBER_DOJO_KATA_ID=${kata.kataId}`,
+            `CYBER_DOJO_AVATAR_NAME=${avatar}`,
+            `CYBER_DOJO_IMAGE_NAME=${kata.imageName}`,
+            `CYBER_DOJO_SANDBOX=/sandboxes/${avatar}`,
+            `CYBER_DOJO_RUNNER=${config.runnerName}`,
+            `HOME=/home/${avatar}`,
+            `USER=${avatar}`,
+            `LOGNAME=${avatar}`,
+            `TMPDIR=/home/${avatar}/tmp`,
+          ];
+          const request = resurrected
+            ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env }
+            : { changed: body.changed_files, deleted: body.deleted_filenames, maxSeconds: body.max_seconds, env };
+          return runTests(engine, target(kata), request, log);
+        });
+      } catch (e) {
+        // The kata expired or was removed under the run: once, bring it back.
+        if (!(e instanceof RunnerError && e.code === errors.kataNotFound().code && canResurrect && attempt === 0)) throw e;
+        await resurrectKata();
+        continue;
+      }
+      if (outcome === 'avatar_missing') {
+        if (!canResurrect || attempt > 0) throw errors.avatarNotFound();
+        await resurrectAvatar(ranIn!);
+        continue;
+      }
+      return {
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        status: outcome.status,
+        colour: await colourOf(outcome, ranIn!, services),
+        timed_out: outcome.timedOut,
+        oom_killed: outcome.oomKilled,
+        created: outcome.created,
+        changed: outcome.changed,
+        deleted: outcome.deleted,
+        duration_ms: outcome.durationMs,
+        resurrected,
+      };
+    }
+  },
+});

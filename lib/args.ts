@@ -1,0 +1,74 @@
+// The contract's arguments: their TypeBox schemas (which validate requests and make
+// the OpenAPI document) and the checks a schema cannot express (filenames in bytes).
+import { Type, type Static } from '@sinclair/typebox';
+import { malformed } from './errors.ts';
+
+// In order: an avatar's index is part of its uid, so this list never changes order.
+export const AVATARS = [
+  'alligator', 'antelope', 'bat', 'bear', 'bee', 'beetle', 'buffalo', 'butterfly',
+  'cheetah', 'crab', 'deer', 'dolphin', 'eagle', 'elephant', 'flamingo', 'fox',
+  'frog', 'gopher', 'gorilla', 'heron', 'hippo', 'hummingbird', 'hyena', 'jellyfish',
+  'kangaroo', 'kingfisher', 'koala', 'leopard', 'lion', 'lizard', 'lobster', 'moose',
+  'mouse', 'ostrich', 'owl', 'panda', 'parrot', 'peacock', 'penguin', 'porcupine',
+  'puffin', 'rabbit', 'raccoon', 'ray', 'rhino', 'salmon', 'seal', 'shark',
+  'skunk', 'snake', 'spider', 'squid', 'squirrel', 'starfish', 'swan', 'tiger',
+  'toucan', 'tuna', 'turtle', 'vulture', 'walrus', 'whale', 'wolf', 'zebra',
+] as const;
+export type AvatarName = (typeof AVATARS)[number];
+
+// Docker's reference grammar (distribution/reference), with its rule that a first
+// component is a registry host only when it has a '.' or a ':' or is localhost.
+const component = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const host = `(?:(?:${component}(?:\\.${component})+|localhost)(?::[0-9]+)?|${component}:[0-9]+|\\[[a-fA-F0-9:]+\\](?::[0-9]+)?)`;
+const pathComponent = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const tag = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}';
+const digest = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+export const IMAGE_NAME_PATTERN = `^(?:${host}/)?${pathComponent}(?:/${pathComponent})*(?::${tag})?(?:@${digest})?$`;
+
+export const KataId = Type.String({ pattern: '^[0-9A-F]{10}$', description: 'exactly 10 characters of 0-9A-F' });
+export const Avatar = Type.Unsafe<AvatarName>(Type.String({ enum: [...AVATARS], description: 'one of the 64 avatars' }));
+export const ImageName = Type.String({ pattern: IMAGE_NAME_PATTERN, maxLength: 512, description: 'a Docker image reference' });
+export const MaxSeconds = Type.Integer({ minimum: 1, maximum: 20, description: 'wall-clock limit of the run' });
+export const LifetimeSeconds = Type.Integer({ minimum: 60, maximum: 604800, description: 'how long the kata container lives (default 86400)' });
+export const Files = Type.Record(Type.String(), Type.String(), {
+  description: 'filename -> UTF-8 text; filenames are relative, /-separated, no empty, . or .. segment, segments of at most 255 bytes, at most 1024 bytes in all',
+});
+export const Filenames = Type.Array(Type.String(), { description: 'filenames, as in Files' });
+export type Files = Static<typeof Files>;
+
+export const Text = Type.Object({ content: Type.String(), truncated: Type.Boolean() });
+
+const encoder = new TextEncoder();
+
+// A filename a caller may use: the contract's rule, checked in UTF-8 bytes.
+export function filenameError(name: string): string | undefined {
+  if (!name.isWellFormed()) return 'not UTF-8';
+  if (name.includes('\0')) return 'NUL';
+  if (name.startsWith('/')) return 'absolute';
+  if (encoder.encode(name).length > 1024) return 'over 1024 bytes';
+  for (const segment of name.split('/')) {
+    if (segment === '' || segment === '.' || segment === '..') return `segment '${segment}'`;
+    if (encoder.encode(segment).length > 255) return 'segment over 255 bytes';
+  }
+  return undefined;
+}
+
+export function checkFilenames(arg: string, names: Iterable<string>): void {
+  for (const name of names) {
+    const error = filenameError(name);
+    if (error) throw malformed(arg, `${JSON.stringify(name)}: ${error}`);
+  }
+}
+
+// Files must also fit together in one tree: no file may sit where another has a folder.
+export function checkFiles(arg: string, files: Files): void {
+  checkFilenames(arg, Object.keys(files));
+  for (const [name, content] of Object.entries(files)) {
+    if (!content.isWellFormed()) throw malformed(arg, `${JSON.stringify(name)}: content is not UTF-8`);
+    const segments = name.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const folder = segments.slice(0, i).join('/');
+      if (Object.hasOwn(files, folder)) throw malformed(arg, `${JSON.stringify(folder)} is both a file and a folder`);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+// The runner's whole configuration: defaults, the environment variables that override
+// them, and their validation. A bad value stops the runner at start, never mid-kata.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface KataLimits {
+  memoryBytes: number; // the whole kata container; no swap beyond it
+  nanoCpus: number; // CPU share of the whole kata container
+  pids: number; // processes and threads of the whole kata container
+  nproc: number; // processes and threads per avatar (the kernel counts them per uid)
+  nofile: number; // open files per process
+  fsizeBytes: number; // largest file a process may write
+  sandboxBytes: number; // each avatar's /sandboxes/<avatar> tmpfs
+  homeBytes: number; // each avatar's /home/<avatar> tmpfs (caches, TMPDIR)
+  tmpBytes: number; // the kata's shared /tmp and /var/tmp
+  shmBytes: number; // the kata's shared /dev/shm
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  functions: string[] | 'all';
+  runnerName: string;
+  bodyLimitBytes: number;
+  reapSchedule: string | null; // null: another process reaps
+  uidBase: number;
+  imagePullTimeoutMs: number;
+  startPointsDir: string;
+  imagePrefix: string; // start point <name> is image <imagePrefix><name>
+  sha: string;
+  limits: KataLimits;
+}
+
+const projectRoot = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url));
+
+const SIZE = /^(\d+)([kmg]?)$/i;
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+function size(env: NodeJS.ProcessEnv, name: string, fallback: string, min: number, max: number): number {
+  const text = env[name] ?? fallback;
+  const match = SIZE.exec(text);
+  const bytes = match ? Number(match[1]) * UNITS[match[2]!.toLowerCase()]! : NaN;
+  if (!(bytes >= min && bytes <= max)) throw new Error(`${name}=${text}: expected a size between ${min} and ${max} bytes, e.g. 64m`);
+  return bytes;
+}
+
+function number(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number, integer = true): number {
+  const text = env[name];
+  const value = text === undefined || text === '' ? fallback : Number(text);
+  if (!(value >= min && value <= max) || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name}=${text}: expected ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`);
+  }
+  return value;
+}
+
+function gitSha(): string | undefined {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const functions = (env.RUNNER_FUNCTIONS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const runnerName = env.RUNNER_NAME ?? 'cyber-dojo-runner';
+  if (!/^[a-z0-9][a-z0-9_.-]{0,39}$/.test(runnerName)) {
+    throw new Error(`RUNNER_NAME=${runnerName}: expected 1-40 of a-z 0-9 _ . - (it names containers)`);
+  }
+  const sha = env.RUNNER_SHA ?? gitSha() ?? '';
+  if (!/^[0-9a-f]{40}$/.test(sha)) throw new Error(`RUNNER_SHA=${sha}: expected the 40-hex commit (no git checkout to read it from)`);
+  const reap = env.REAP_SCHEDULE ?? '* * * * *';
+  const memoryBytes = size(env, 'KATA_MEMORY', '2g', 256 * 1024 ** 2, 64 * 1024 ** 3);
+  const limits: KataLimits = {
+    memoryBytes,
+    nanoCpus: Math.round(number(env, 'KATA_CPUS', 1.5, 0.1, 64, false) * 1e9),
+    pids: number(env, 'KATA_PIDS', 4096, 64, 65536),
+    nproc: number(env, 'AVATAR_NPROC', 256, 16, 4096),
+    nofile: number(env, 'KATA_NOFILE', 1024, 64, 65536),
+    fsizeBytes: size(env, 'KATA_FSIZE', '64m', 1024 ** 2, 16 * 1024 ** 3),
+    sandboxBytes: size(env, 'SANDBOX_SIZE', '64m', 1024 ** 2, memoryBytes),
+    homeBytes: size(env, 'HOME_SIZE', '64m', 1024 ** 2, memoryBytes),
+    tmpBytes: size(env, 'KATA_TMP_SIZE', '64m', 1024 ** 2, memoryBytes),
+    shmBytes: size(env, 'KATA_SHM_SIZE', '16m', 1024 ** 2, memoryBytes),
+  };
+  return {
+    host: env.HOST ?? '127.0.0.1',
+    port: number(env, 'PORT', 4597, 0, 65535),
+    functions: functions.length ? functions : 'all',
+    runnerName,
+    bodyLimitBytes: size(env, 'BODY_LIMIT', '8m', 1024, 1024 ** 3),
+    reapSchedule: reap === 'off' ? null : reap,
+    uidBase: number(env, 'AVATAR_UID_BASE', 2_000_000, 100_000, 2 ** 30),
+    imagePullTimeoutMs: number(env, 'IMAGE_PULL_TIMEOUT_SECONDS', 120, 1, 3600) * 1000,
+    startPointsDir: env.START_POINTS_DIR ?? `${projectRoot}deploy/start-points`,
+    imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',
+    sha,
+    limits,
+  };
+}

@@ -1,0 +1,242 @@
+// The Docker engine behind a small interface. Every call is logged with the container
+// it touched; engine failures become EngineErrors (not_found, conflict, unavailable,
+// failed) so that callers never see dockerode's shapes or messages.
+import Docker from 'dockerode';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
+import { EngineError } from './errors.ts';
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  image: string; // the image id the container runs
+  labels: Record<string, string>;
+  running: boolean;
+  created: string; // RFC 3339 with nanoseconds: orders creations exactly
+}
+
+export interface ContainerSummary {
+  id: string;
+  labels: Record<string, string>;
+  state: string; // created, running, exited, ...
+  created: number; // unix seconds
+}
+
+export interface ExecOptions {
+  cmd: string[];
+  user: string;
+  env?: string[];
+  workingDir?: string;
+  stdin?: Buffer;
+  // Called with each chunk of the process's stdout as it arrives.
+  onStdout: (chunk: Buffer) => void;
+  stderrLimit: number; // bytes of stderr kept; the rest is counted and dropped
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stderr: Buffer;
+}
+
+export interface ImageInfo {
+  id: string;
+  labels: Record<string, string>;
+}
+
+export interface Engine {
+  ping(timeoutMs: number): Promise<void>;
+  inspectContainer(name: string): Promise<ContainerInfo | null>;
+  listContainers(labels: string[]): Promise<ContainerSummary[]>;
+  createContainer(options: Docker.ContainerCreateOptions): Promise<string>;
+  startContainer(id: string): Promise<void>;
+  // Force-removes; false when the container was already gone or being removed.
+  removeContainer(id: string): Promise<boolean>;
+  exec(container: string, options: ExecOptions): Promise<ExecResult>;
+  inspectImage(name: string): Promise<ImageInfo | null>;
+  pullImage(name: string, timeoutMs: number): Promise<void>;
+}
+
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+function engineError(e: unknown): EngineError {
+  if (e instanceof EngineError) return e;
+  const err = e as { statusCode?: number; code?: string; message?: string; json?: { message?: string } };
+  const message = err.json?.message ?? err.message ?? String(e);
+  if (err.statusCode === 404) return new EngineError('not_found', message, 404);
+  if (err.statusCode === 409) return new EngineError('conflict', message, 409);
+  if (err.code && UNAVAILABLE.has(err.code)) return new EngineError('unavailable', message);
+  return new EngineError('failed', message, err.statusCode);
+}
+
+const labelsOf = (labels: Record<string, string> | null | undefined) => labels ?? {};
+
+export class DockerEngine implements Engine {
+  private readonly docker: Docker;
+
+  constructor(
+    private readonly log: FastifyBaseLogger,
+    docker?: Docker,
+  ) {
+    // With no options docker-modem honours DOCKER_HOST, else the local socket.
+    this.docker = docker ?? new Docker();
+  }
+
+  // Runs one engine call, logging it with the container (or image) it touched.
+  private async call<T>(op: string, target: string, fn: () => Promise<T>, tolerate: EngineError['kind'][] = []): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await fn();
+      this.log.info({ engine: op, target, ms: Math.round(performance.now() - started) }, 'engine call');
+      return result;
+    } catch (e) {
+      const error = engineError(e);
+      const level = tolerate.includes(error.kind) ? 'info' : 'warn';
+      this.log[level]({ engine: op, target, kind: error.kind, err: error.message }, 'engine call failed');
+      throw error;
+    }
+  }
+
+  async ping(timeoutMs: number): Promise<void> {
+    // dockerode's types lack ping's options; docker-modem honours abortSignal.
+    const ping = this.docker.ping.bind(this.docker) as (options: { abortSignal: AbortSignal }) => Promise<unknown>;
+    await this.call('ping', '-', () => ping({ abortSignal: AbortSignal.timeout(timeoutMs) }));
+  }
+
+  async inspectContainer(name: string): Promise<ContainerInfo | null> {
+    try {
+      const info = await this.call('container.inspect', name, () => this.docker.getContainer(name).inspect(), ['not_found']);
+      return {
+        id: info.Id,
+        name: info.Name.replace(/^\//, ''),
+        image: info.Image,
+        labels: labelsOf(info.Config.Labels),
+        running: info.State.Running && !info.State.Paused,
+        created: info.Created,
+      };
+    } catch (e) {
+      if (e instanceof EngineError && e.kind === 'not_found') return null;
+      throw e;
+    }
+  }
+
+  async listContainers(labels: string[]): Promise<ContainerSummary[]> {
+    const list = await this.call(
+      'container.list',
+      labels.join(','),
+      () => this.docker.listContainers({ all: true, filters: { label: labels } }),
+    );
+    return list.map((c) => ({ id: c.Id, labels: labelsOf(c.Labels), state: c.State, created: c.Created }));
+  }
+
+  async createContainer(options: Docker.ContainerCreateOptions): Promise<string> {
+    const container = await this.call('container.create', options.name ?? '-', () => this.docker.createContainer(options), ['conflict']);
+    return container.id;
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.call('container.start', id, () => this.docker.getContainer(id).start());
+  }
+
+  async removeContainer(id: string): Promise<boolean> {
+    try {
+      await this.call('container.remove', id, () => this.docker.getContainer(id).remove({ force: true, v: true }), ['not_found', 'conflict']);
+      return true;
+    } catch (e) {
+      // 404: already gone; 409: another sweep is removing it. Both are done, but not by us.
+      if (e instanceof EngineError && (e.kind === 'not_found' || e.kind === 'conflict')) return false;
+      throw e;
+    }
+  }
+
+  async exec(containerId: string, options: ExecOptions): Promise<ExecResult> {
+    return this.call('container.exec', containerId, async () => {
+      const exec = await this.docker.getContainer(containerId).exec({
+        Cmd: options.cmd,
+        User: options.user,
+        Env: options.env,
+        WorkingDir: options.workingDir,
+        AttachStdin: options.stdin !== undefined,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+      });
+      const stream = (await exec.start({ hijack: true, stdin: options.stdin !== undefined })) as Duplex;
+      const stderr = await demux(stream, options);
+      // The stream ends when the process has exited; inspect can still lag a moment.
+      for (let attempt = 0; ; attempt++) {
+        const state = await exec.inspect();
+        if (!state.Running && state.ExitCode !== null) return { exitCode: state.ExitCode, stderr };
+        if (attempt >= 100) throw new EngineError('failed', 'exec still running after its output ended');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    });
+  }
+
+  async inspectImage(name: string): Promise<ImageInfo | null> {
+    try {
+      const info = await this.call('image.inspect', name, () => this.docker.getImage(name).inspect(), ['not_found']);
+      return { id: info.Id, labels: labelsOf(info.Config?.Labels) };
+    } catch (e) {
+      if (e instanceof EngineError && e.kind === 'not_found') return null;
+      throw e;
+    }
+  }
+
+  async pullImage(name: string, timeoutMs: number): Promise<void> {
+    const abortSignal = AbortSignal.timeout(timeoutMs);
+    await this.call('image.pull', name, async () => {
+      const stream = await this.docker.pull(name, { abortSignal });
+      await new Promise<void>((resolve, reject) => {
+        abortSignal.addEventListener('abort', () => reject(new EngineError('failed', `pull took over ${timeoutMs} ms`)), { once: true });
+        this.docker.modem.followProgress(stream, (err: Error | null, events: { error?: string }[]) => {
+          const failure = err?.message ?? events.find((e) => e.error)?.error;
+          if (failure) reject(new EngineError('failed', failure));
+          else resolve();
+        });
+      });
+    });
+  }
+}
+
+// Splits Docker's multiplexed stream ([type, 0, 0, 0, size u32 BE] + payload frames)
+// as it arrives: stdout goes to the caller, stderr is kept up to its limit.
+function demux(stream: Duplex, options: ExecOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let pending: Buffer = Buffer.alloc(0);
+    const stderr: Buffer[] = [];
+    let stderrBytes = 0;
+    const onAbort = () => stream.destroy(new EngineError('failed', 'exec aborted'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const finish = (error?: Error) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      if (error) reject(engineError(error));
+      else resolve(Buffer.concat(stderr));
+    };
+    stream.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (pending.length >= 8) {
+        const size = pending.readUInt32BE(4);
+        if (pending.length < 8 + size) break;
+        const payload = pending.subarray(8, 8 + size);
+        if (pending[0] === 2) {
+          const keep = Math.min(payload.length, options.stderrLimit - stderrBytes);
+          if (keep > 0) stderr.push(payload.subarray(0, keep));
+          stderrBytes += keep;
+        } else {
+          try {
+            options.onStdout(payload);
+          } catch (e) {
+            stream.destroy(e as Error);
+            return;
+          }
+        }
+        pending = pending.subarray(8 + size);
+      }
+    });
+    stream.once('end', () => finish());
+    stream.once('error', (e) => finish(e));
+    stream.once('close', () => finish());
+    if (options.stdin !== undefined) stream.end(options.stdin);
+  });
+}

@@ -1,0 +1,45 @@
+// Every error the runner answers with, in one place. The message is the contract's
+// stable `<arg>:<reason>` code that callers switch on; the status goes with it.
+
+export class RunnerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    // Internal detail for the log; never sent to the caller.
+    readonly detail?: string,
+  ) {
+    super(code);
+    this.name = 'RunnerError';
+  }
+}
+
+export const malformed = (arg: string, detail?: string) => new RunnerError(400, `${arg}:malformed`, detail);
+
+export const errors = {
+  jsonMalformed: (detail?: string) => malformed('json', detail),
+  jsonTooLarge: () => new RunnerError(413, 'json:too_large'),
+  functionNotFound: () => new RunnerError(404, 'function:!exists'),
+  kataNotFound: () => new RunnerError(404, 'kata_id:!exists'),
+  kataExists: () => new RunnerError(409, 'kata_id:exists'),
+  avatarNotFound: () => new RunnerError(404, 'avatar_name:!exists'),
+  avatarExists: () => new RunnerError(409, 'avatar_name:exists'),
+  imageNotFound: (detail?: string) => new RunnerError(404, 'image_name:!exists', detail),
+  engineUnavailable: (detail?: string) => new RunnerError(503, 'engine:unavailable', detail),
+  server: (detail?: string) => new RunnerError(500, 'server:error', detail),
+};
+
+// Raised by the engine client; the functions turn them into the contract's errors,
+// because only they know whether a missing thing is a kata, an avatar or an image.
+export class EngineError extends Error {
+  constructor(
+    readonly kind: 'not_found' | 'conflict' | 'unavailable' | 'failed',
+    message: string,
+    readonly statusCode?: number,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+export const isEngineError = (e: unknown, kind?: EngineError['kind']): e is EngineError =>
+  e instanceof EngineError && (kind === undefined || e.kind === kind);

@@ -1,0 +1,33 @@
+// What a function module is, and what it is given. Each functions/<name>/index.ts
+// default-exports one; the host mounts any subset of them.
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { FastifyBaseLogger } from 'fastify';
+import type { ColourRulesCache } from './colour.ts';
+import type { Config } from './config.ts';
+import type { Engine } from './engine.ts';
+import type { Katas } from './katas.ts';
+import type { StartPoint } from './start-points.ts';
+
+export interface Services {
+  config: Config;
+  engine: Engine;
+  katas: Katas;
+  colourRules: ColourRulesCache;
+  startPoints: () => StartPoint[];
+  log: FastifyBaseLogger;
+}
+
+export interface RunnerFunction<Body extends TSchema = TSchema, Result extends TSchema = TSchema> {
+  name: string; // also its path: POST /<name> (GET for the read-only ones)
+  method: 'GET' | 'POST';
+  summary: string;
+  body?: Body; // GET functions take none
+  result: Result;
+  handler(body: Static<Body>, services: Services): Promise<Static<Result>>;
+  // A cron function: the host schedules it when this gives a schedule, and runs it once at start.
+  schedule?(config: Config): string | null;
+}
+
+// Keeps each module's handler typed by its own schemas.
+export const defineFunction = <Body extends TSchema, Result extends TSchema>(f: RunnerFunction<Body, Result>) =>
+  f as unknown as RunnerFunction;

@@ -1,0 +1,138 @@
+// The thin host: a Fastify app that mounts function modules, answers errors as the
+// contract says, documents itself from the same schemas, and runs cron functions.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { createTask, validate as validCron, type ScheduledTask } from 'node-cron';
+import { ColourRulesCache } from './colour.ts';
+import type { Config } from './config.ts';
+import { DockerEngine, type Engine } from './engine.ts';
+import { EngineError, errors, malformed, RunnerError } from './errors.ts';
+import type { RunnerFunction, Services } from './function.ts';
+import { Katas } from './katas.ts';
+import { loadStartPoints, type StartPoint } from './start-points.ts';
+
+export interface HostOptions {
+  config: Config;
+  functions: RunnerFunction[]; // every function there is; config.functions picks the mounted ones
+  engine?: Engine; // a fake, for unit tests of pure logic only
+  logger?: FastifyServerOptions['logger'];
+}
+
+const ErrorBody = Type.Object(
+  { exception: Type.Object({ function: Type.String(), message: Type.String({ description: '<arg>:<reason>' }) }) },
+  { $id: 'RunnerError' },
+);
+
+// Fastify's own errors (body parsing, validation) become the contract's codes.
+function contractError(error: FastifyError & { validation?: { instancePath: string; keyword: string; params: Record<string, unknown> }[] }): RunnerError {
+  if (error instanceof RunnerError) return error;
+  if (error instanceof EngineError) {
+    return error.kind === 'unavailable' ? errors.engineUnavailable(error.message) : errors.server(`engine: ${error.message}`);
+  }
+  if (error.validation?.length) {
+    const first = error.validation[0]!;
+    const arg = first.instancePath.split('/')[1] ?? (first.keyword === 'required' ? String(first.params.missingProperty) : 'json');
+    return malformed(arg, error.message);
+  }
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return errors.jsonTooLarge();
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) return errors.jsonMalformed(error.message);
+  return errors.server(error.stack ?? String(error));
+}
+
+export async function buildHost(options: HostOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const byName = new Map(options.functions.map((f) => [f.name, f]));
+  const mounted = config.functions === 'all' ? options.functions : config.functions.map((name) => byName.get(name));
+  const unknown = config.functions === 'all' ? [] : config.functions.filter((name) => !byName.has(name));
+  if (unknown.length) throw new Error(`RUNNER_FUNCTIONS: no function ${unknown.join(', ')} (there are ${[...byName.keys()].join(', ')})`);
+
+  const app = Fastify({
+    logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
+    bodyLimit: config.bodyLimitBytes,
+    routerOptions: { ignoreTrailingSlash: true },
+    // Wrong types are malformed, never coerced; unknown fields are left alone.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const engine = options.engine ?? new DockerEngine(app.log);
+  let startPoints: StartPoint[] | undefined;
+  const services: Services = {
+    config,
+    engine,
+    katas: new Katas(engine, config, app.log),
+    colourRules: new ColourRulesCache(engine, app.log),
+    startPoints: () => (startPoints ??= loadStartPoints(config.startPointsDir, config.imagePrefix)),
+    log: app.log,
+  };
+
+  // Callers (and curl -d) may omit the content type: every body is parsed as JSON.
+  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.addSchema(ErrorBody);
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'cyber-dojo runner', version: config.sha.slice(0, 7), description: 'Runs cyber-dojo tests, one container per kata, one uid per avatar. Errors answer {exception: {function, message}}.' },
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const e = contractError(error);
+    const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? 'host';
+    if (e.status >= 500) request.log.error({ err: error, detail: e.detail }, `${fn} failed`);
+    else request.log.info({ code: e.code, detail: e.detail }, `${fn} refused`);
+    return reply.status(e.status).send({ exception: { function: fn, message: e.code } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const fn = new URL(request.url, 'http://runner').pathname.replace(/^\/+/, '');
+    return reply.status(404).send({ exception: { function: fn, message: errors.functionNotFound().code } });
+  });
+
+  for (const f of mounted as RunnerFunction[]) {
+    app.route({
+      method: f.method,
+      url: `/${f.name}`,
+      config: { fn: f.name },
+      schema: {
+        summary: f.summary,
+        ...(f.body ? { body: f.body } : {}),
+        response: {
+          200: Type.Object({ [f.name]: f.result }),
+          '4xx': Type.Ref(ErrorBody),
+          '5xx': Type.Ref(ErrorBody),
+        },
+      },
+      handler: async (request) => ({ [f.name]: await f.handler(request.body ?? {}, services) }),
+    });
+  }
+
+  // Cron functions run on their schedule and once at start; a null schedule (another
+  // process sweeps) runs them only on request. Close waits for a run under way.
+  const tasks: ScheduledTask[] = [];
+  const running = new Set<Promise<unknown>>();
+  for (const f of mounted as RunnerFunction[]) {
+    const schedule = f.schedule?.(config);
+    if (!schedule) continue;
+    if (!validCron(schedule)) throw new Error(`${f.name}: schedule ${JSON.stringify(schedule)} is not a cron expression`);
+    const run = () => {
+      const work = f.handler({}, services).catch((e: unknown) => app.log.error({ err: e, fn: f.name }, 'cron function failed'));
+      running.add(work);
+      return work.finally(() => running.delete(work));
+    };
+    tasks.push(createTask(schedule, run, { name: f.name, noOverlap: true }));
+    app.addHook('onReady', async () => {
+      void run();
+    });
+  }
+  app.addHook('onReady', async () => {
+    for (const task of tasks) await task.start();
+  });
+  app.addHook('onClose', async () => {
+    for (const task of tasks) await task.destroy();
+    await Promise.all(running);
+  });
+  return app;
+}
