@@ -22,16 +22,17 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 with_progress() {
   local log=$1; shift
   "$@" >"$log" 2>&1 &
-  local pid=$! started=$SECONDS
+  local pid=$! started=$SECONDS next=$((SECONDS + 10))
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    if (( (SECONDS - started) % 10 == 0 )); then
+    if ((SECONDS >= next)); then
       note "... $((SECONDS - started))s: $(tail -n 1 "$log" | cut -c1-100)"
+      next=$((SECONDS + 10))
     fi
   done
   if ! wait "$pid"; then
     tail -n 30 "$log" >&2
-    printf 'setup: failed: %s (log: %s)\n' "$*" >&2
+    printf 'setup: failed: %s (log: %s)\n' "$1" "$log" >&2
     return 1
   fi
 }
@@ -97,11 +98,12 @@ rootfs_image() {
   as_root rm -rf "$dir"
 }
 
-# Builds image $1 from folder $2 unless an image with the folder's hash is already there.
+# Builds image $1 from folder $2 unless an image with the same source hash (the
+# folder's, and the id of the image it builds on) is already there.
 build_image() {
-  local image=$1 dir=$2; shift 2
+  local image=$1 dir=$2 from=$3; shift 3
   local hash
-  hash=$(folder_hash "$dir")
+  hash=$( (folder_hash "$dir"; docker image inspect --format '{{.Id}}' "$from") | sha256sum | cut -c1-16)
   if [ "$(image_label "$image" cyber-dojo-runner.source_hash)" = "$hash" ]; then
     return 0
   fi
@@ -117,7 +119,7 @@ start_point_images() {
   for dir in deploy/start-points/*/; do
     [ -f "$dir/Dockerfile" ] || continue
     name=$(basename "$dir")
-    build_image "$IMAGE_PREFIX$name" "$dir" \
+    build_image "$IMAGE_PREFIX$name" "$dir" "$BASE_IMAGE" \
       --build-arg "BASE_IMAGE=$BASE_IMAGE" \
       --label "cyber-dojo.colour_rules=$(cat "$dir/colour-rules.json")"
   done
@@ -128,7 +130,7 @@ main() {
   npm_packages
   docker_engine
   rootfs_image
-  build_image "$BASE_IMAGE" deploy/base --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"
+  build_image "$BASE_IMAGE" deploy/base "$ROOTFS_IMAGE" --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"
   start_point_images
   note "set-up ready in $((SECONDS - started))s"
 }

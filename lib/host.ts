@@ -4,6 +4,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type Docker from 'dockerode';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { createTask, validate as validCron, type ScheduledTask } from 'node-cron';
 import { ColourRulesCache } from './colour.ts';
@@ -18,6 +19,7 @@ export interface HostOptions {
   config: Config;
   functions: RunnerFunction[]; // every function there is; config.functions picks the mounted ones
   engine?: Engine; // a fake, for unit tests of pure logic only
+  docker?: Docker; // a client for another engine (DOCKER_HOST by default)
   logger?: FastifyServerOptions['logger'];
 }
 
@@ -57,7 +59,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const engine = options.engine ?? new DockerEngine(app.log);
+  const engine = options.engine ?? new DockerEngine(app.log, options.docker);
   let startPoints: StartPoint[] | undefined;
   const services: Services = {
     config,
@@ -69,7 +71,9 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   };
 
   // Callers (and curl -d) may omit the content type: every body is parsed as JSON.
-  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, json);
   app.addSchema(ErrorBody);
   await app.register(swagger, {
     openapi: {

@@ -1,0 +1,113 @@
+// Builds the runner as its main does, against the real engine, listening on a free
+// loopback port; each test file gets its own RUNNER_NAME, and every container of it
+// is removed when the test ends.
+import Docker from 'dockerode';
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { functions } from '../functions/index.ts';
+import { loadConfig, type Config } from '../lib/config.ts';
+import { buildHost } from '../lib/host.ts';
+import { LABEL } from '../lib/katas.ts';
+
+export const docker = new Docker();
+export const PYTHON = 'cyber-dojo-runner/python-pytest';
+export const BASE = 'cyber-dojo-runner/base:bookworm';
+
+export const kataId = () => randomBytes(5).toString('hex').toUpperCase();
+
+export interface Runner {
+  app: FastifyInstance;
+  config: Config;
+  url: string;
+  post(fn: string, body: unknown): Promise<{ status: number; body: any }>;
+  get(path: string): Promise<{ status: number; body: any }>;
+  // The containers this runner made.
+  containers(): Promise<Docker.ContainerInfo[]>;
+}
+
+interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+export async function startRunner(t: Tap, env: Record<string, string> = {}, client?: Docker): Promise<Runner> {
+  const config = loadConfig({
+    ...process.env,
+    RUNNER_NAME: `test-${randomBytes(4).toString('hex')}`,
+    REAP_SCHEDULE: 'off',
+    ...env,
+  });
+  const app = await buildHost({ config, functions, docker: client, logger: { level: process.env.TEST_LOG_LEVEL ?? 'warn' } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const answer = async (response: Response) => {
+    const text = await response.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {}
+    return { status: response.status, body };
+  };
+  const runner: Runner = {
+    app,
+    config,
+    url,
+    post: async (fn, body) =>
+      answer(await fetch(`${url}/${fn}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) })),
+    get: async (path) => answer(await fetch(`${url}${path}`)),
+    containers: () => docker.listContainers({ all: true, filters: { label: [`${LABEL.runner}=${config.runnerName}`] } }),
+  };
+  t.teardown(async () => {
+    await app.close();
+    await removeContainers(config.runnerName);
+  });
+  return runner;
+}
+
+export async function removeContainers(runnerName: string): Promise<void> {
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL.runner}=${runnerName}`] } });
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+}
+
+// A kata with one avatar in it, on the given image.
+export async function kataWithAvatar(runner: Runner, files: Record<string, string>, options: { image?: string; avatar?: string } = {}) {
+  const id = kataId();
+  const created = await runner.post('kata_new', { image_name: options.image ?? BASE, kata_id: id });
+  if (created.status !== 200) throw new Error(`kata_new: ${JSON.stringify(created)}`);
+  const entered = await runner.post('avatar_new', { kata_id: id, avatar_name: options.avatar ?? 'lion', starting_files: files });
+  if (entered.status !== 200) throw new Error(`avatar_new: ${JSON.stringify(entered)}`);
+  return id;
+}
+
+// Runs a shell command as root in a container, outside the runner; answers its stdout.
+export async function inContainer(containerId: string, script: string, user = '0:0'): Promise<string> {
+  const exec = await docker.getContainer(containerId).exec({ Cmd: ['sh', '-c', script], User: user, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  await new Promise((resolve) => {
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', resolve);
+  });
+  const out = Buffer.concat(chunks);
+  let text = '';
+  for (let at = 0; at + 8 <= out.length; ) {
+    const size = out.readUInt32BE(at + 4);
+    if (out[at] === 1) text += out.subarray(at + 8, at + 8 + size).toString();
+    at += 8 + size;
+  }
+  return text;
+}
+
+// Processes (and threads' leaders) of a uid left in a container, read from /proc.
+export async function processesOf(containerId: string, uid: number): Promise<number> {
+  const out = await inContainer(containerId, `grep -l "^Uid:[[:space:]]*${uid}[[:space:]]" /proc/[0-9]*/status 2>/dev/null | wc -l`);
+  return Number(out.trim());
+}
+
+export async function containerOf(runner: Runner, id: string): Promise<string> {
+  return (await docker.getContainer(`${runner.config.runnerName}-kata-${id}`).inspect()).Id;
+}
+
+export function uidOf(runner: Runner, slot: number, avatarIndex: number): number {
+  return runner.config.uidBase + 64 * slot + avatarIndex;
+}
