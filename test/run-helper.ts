@@ -1,0 +1,45 @@
+// Shared by the run tests: a kata ready to run, one POST /run, and the avatar's uid.
+import { readdirSync, readFileSync } from 'node:fs';
+import { LABEL } from '../lib/katas.ts';
+import { AVATARS } from '../lib/args.ts';
+import { containerOf, docker, kataWithAvatar, uidOf, type Runner } from './helper.ts';
+
+const START = new URL('../deploy/start-points/python-pytest/start/', import.meta.url);
+
+// The python-pytest start point's files, as a caller would send them.
+export const pythonStart = (): Record<string, string> =>
+  Object.fromEntries(readdirSync(START).map((name) => [name, readFileSync(new URL(name, START), 'utf8')]));
+
+export interface RunArgs {
+  avatar?: string;
+  changed?: Record<string, string>;
+  deleted?: string[];
+  maxSeconds?: number;
+  extra?: Record<string, unknown>;
+}
+
+export function run(runner: Runner, kataId: string, args: RunArgs = {}) {
+  return runner.post('run', {
+    kata_id: kataId,
+    avatar_name: args.avatar ?? 'lion',
+    changed_files: args.changed ?? {},
+    deleted_filenames: args.deleted ?? [],
+    max_seconds: args.maxSeconds ?? 10,
+    ...args.extra,
+  });
+}
+
+// A run whose cyber-dojo.sh is the given bash script.
+export const runScript = (runner: Runner, kataId: string, script: string, args: RunArgs = {}) =>
+  run(runner, kataId, { ...args, changed: { ...args.changed, 'cyber-dojo.sh': script } });
+
+// A base-image kata with lion in it, holding only a cyber-dojo.sh that does nothing.
+export const bashKata = (runner: Runner, files: Record<string, string> = {}) =>
+  kataWithAvatar(runner, { 'cyber-dojo.sh': 'true\n', ...files });
+
+// The kata's container and the uid of an avatar in it, to count its processes.
+export async function avatarOf(runner: Runner, kataId: string, avatar = 'lion') {
+  const containerId = await containerOf(runner, kataId);
+  const labels = (await docker.getContainer(containerId).inspect()).Config.Labels;
+  return { containerId, uid: uidOf(runner, Number(labels[LABEL.slot]), AVATARS.indexOf(avatar as (typeof AVATARS)[number])) };
+}
