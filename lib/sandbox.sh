@@ -152,8 +152,9 @@ avatar_old() {
   kill_avatar || { emit failed kill; return; }
   local dir
   for dir in "/sandboxes/$avatar" "/home/$avatar"; do
-    # Owner-only directories must be opened before their contents can go.
-    as_avatar find "$dir" -mindepth 1 -type d -exec chmod u+rwx {} + </dev/null
+    # Folders the avatar closed, even to itself, must be opened before their contents
+    # can go; chmod -R opens each before it reads it, and resets the top to 0700.
+    as_avatar chmod -R u=rwx,go= -- "$dir" </dev/null
     as_avatar find "$dir" -mindepth 1 -delete </dev/null
   done
   (
@@ -202,10 +203,13 @@ run() {
   ooms_before=$(oom_kills)
   emit started "$avatar"
   started=$EPOCHREALTIME
-  # timeout runs as root, out of the avatar's reach; the avatar's processes are the
-  # OOM killer's first choice, never the kata's init or its sleep.
+  # timeout runs as root, out of the avatar's reach. The avatar's processes are the
+  # OOM killer's first choice, never the kata's init or its sleep; and they run at
+  # nice 19, so that however many of them spin, the runner's own steps in this kata
+  # (this script, other avatars' file I/O) still get the CPU. Within the kata only:
+  # the kata's share of the host's CPU is its cgroup's, whatever the nice values.
   timeout -s KILL "$max_seconds" setpriv --reuid="$uid" --regid="$uid" --clear-groups -- \
-    env -C "/sandboxes/$avatar" bash -c 'echo 1000 >/proc/self/oom_score_adj; exec bash ./cyber-dojo.sh' \
+    env -C "/sandboxes/$avatar" nice -n 19 bash -c 'echo 1000 >/proc/self/oom_score_adj; exec bash ./cyber-dojo.sh' \
     >"$work/out" 2>"$work/err" </dev/null 8>&-
   status=$?
   ended=$EPOCHREALTIME
