@@ -239,3 +239,50 @@ t.test('the avatar functions and run answer kata_id:!exists for a kata that does
   t.strictSame(await run(runner, id, 'lion', 'true'), { status: 404, body: error('run', 'kata_id:!exists') });
   t.strictSame(await runner.containers(), [], 'nothing was created for it');
 });
+
+t.test('kata_id, avatar_name and starting_files are checked exactly as the contract says, before anything happens', { timeout: 120_000 }, async (t) => {
+  const runner = await startRunner(t);
+  const live = kataId();
+  t.equal((await runner.post('kata_new', { image_name: BASE, kata_id: live })).status, 200);
+  // Every function that takes the argument, with a body that is good but for it.
+  const bodies: Record<string, Record<string, unknown>> = {
+    kata_new: { image_name: BASE, kata_id: kataId() },
+    kata_old: { kata_id: live },
+    kata_exists: { kata_id: live },
+    avatar_new: { kata_id: live, avatar_name: 'lion', starting_files: {} },
+    avatar_old: { kata_id: live, avatar_name: 'lion' },
+    avatar_exists: { kata_id: live, avatar_name: 'lion' },
+    run: { kata_id: live, avatar_name: 'lion', changed_files: {}, deleted_filenames: [], max_seconds: 10 },
+  };
+  const refused = async (fn: string, arg: string, value: unknown) => {
+    const body = { ...bodies[fn], [arg]: value };
+    if (value === undefined) delete body[arg];
+    t.strictSame(await runner.post(fn, body), { status: 400, body: error(fn, `${arg}:malformed`) }, `${fn} ${arg} ${JSON.stringify(value)}`);
+  };
+  const badKataIds = ['abcdef0123', 'ABCDEF012', 'ABCDEF01234', 'ABCDEF012G', 'ABCDEF0123\n', ' ABCDEF012', '', 1234567890, null, undefined];
+  for (const fn of Object.keys(bodies)) {
+    for (const value of badKataIds) await refused(fn, 'kata_id', value);
+  }
+  const badAvatars = ['scissors', 'Lion', 'LION', ' lion', 'lion ', '', 42, null, ['lion'], undefined];
+  for (const fn of ['avatar_new', 'avatar_old', 'avatar_exists', 'run']) {
+    for (const value of badAvatars) await refused(fn, 'avatar_name', value);
+  }
+  const badFiles = [[], 'text', 42, null, { 'a.txt': 42 }, { 'a.txt': null }, { 'a.txt': {} }, { 'a.txt': ['x'] }, { 'a.txt': '\ud800' }, undefined];
+  for (const value of badFiles) await refused('avatar_new', 'starting_files', value);
+
+  t.strictSame((await runner.post('kata_exists', { kata_id: live })).body, { kata_exists: true }, 'no refused kata_old removed the kata');
+  t.strictSame((await runner.post('avatar_exists', { kata_id: live, avatar_name: 'lion' })).body, { avatar_exists: false }, 'no refused avatar_new entered');
+  t.equal((await runner.containers()).length, 1, 'no refused kata_new made a container');
+  // The contract's 64 avatars, in its order (an avatar's index is part of its uid).
+  const contractAvatars = `alligator antelope bat bear bee beetle buffalo butterfly
+    cheetah crab deer dolphin eagle elephant flamingo fox frog gopher gorilla heron hippo hummingbird hyena jellyfish
+    kangaroo kingfisher koala leopard lion lizard lobster moose mouse ostrich owl panda parrot peacock penguin porcupine
+    puffin rabbit raccoon ray rhino salmon seal shark skunk snake spider squid squirrel starfish swan tiger
+    toucan tuna turtle vulture walrus whale wolf zebra`.split(/\s+/);
+  t.strictSame([...AVATARS], contractAvatars);
+  for (const avatar of contractAvatars) {
+    t.equal((await runner.post('avatar_exists', { kata_id: live, avatar_name: avatar })).status, 200, avatar);
+  }
+  t.equal((await runner.post('kata_old', { kata_id: live })).status, 200);
+  t.strictSame(await runner.containers(), []);
+});
