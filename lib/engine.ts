@@ -12,6 +12,7 @@ export interface ContainerInfo {
   image: string; // the image id the container runs
   labels: Record<string, string>;
   running: boolean;
+  state: string; // created, running, exited, ...
   created: string; // RFC 3339 with nanoseconds: orders creations exactly
 }
 
@@ -112,6 +113,7 @@ export class DockerEngine implements Engine {
         image: info.Image,
         labels: labelsOf(info.Config.Labels),
         running: info.State.Running && !info.State.Paused,
+        state: info.State.Status,
         created: info.Created,
       };
     } catch (e) {

@@ -102,8 +102,12 @@ export class Katas {
   // kata_id:exists while the kata is live; an expired or exited container of the
   // same kata is replaced.
   async create(imageName: string, kataId: string, lifetimeSeconds: number): Promise<Kata> {
-    const existing = await this.find(kataId);
+    const info = await this.engine.inspectContainer(this.containerName(kataId));
+    const existing = info && this.toKata(info);
     if (existing?.live) throw errors.kataExists();
+    // A container not yet started is another kata_new's, under way: removing it would
+    // fail that one, or, once it had started, answer 200 to both.
+    if (existing && info.state === 'created' && Date.now() - Date.parse(info.created) < CREATE_GRACE_MS) throw errors.kataExists();
     if (existing) await this.engine.removeContainer(existing.containerId);
     await this.ensureImage(imageName);
     const deadline = new Date(Date.now() + lifetimeSeconds * 1000);
