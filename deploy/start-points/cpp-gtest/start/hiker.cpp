@@ -1,0 +1,6 @@
+#include "hiker.hpp"
+
+int answer()
+{
+    return 6 * 9;
+}

@@ -1,0 +1,3 @@
+module hiker
+
+go 1.19

@@ -1,0 +1,5 @@
+function answer() {
+  return 6 * 9;
+}
+
+module.exports = { answer };
