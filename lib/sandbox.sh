@@ -69,11 +69,12 @@ oom_kills() { # the kata cgroup's count of OOM kills (cgroup v2 or v1)
 }
 
 # Regular files of the sandbox (cwd) as: path NUL size:mtime:inode NUL, then an
-# empty path, then `sha1  path` NUL for each file small enough to be returned.
+# empty path, then `sha1  ./path` NUL for each file small enough to be returned.
+# Files are always named ./path to tools: to them a file named - is stdin.
 snapshot() {
   find . -mindepth 1 -type f -printf '%P\0%s:%T@:%i\0'
   printf '\0'
-  find . -mindepth 1 -type f -size -$((TEXT_LIMIT + 1))c -printf '%P\0' | xargs -0 -r sha1sum -z --
+  find . -mindepth 1 -type f -size -$((TEXT_LIMIT + 1))c -printf './%P\0' | xargs -0 -r sha1sum -z --
 }
 
 # Runs as the avatar, after all its processes are gone: compares the sandbox with the
@@ -86,7 +87,7 @@ collect() {
   while IFS= read -r -d '' path && [ -n "$path" ] && IFS= read -r -d '' stamp; do
     before[$path]=$stamp
   done
-  while IFS= read -r -d '' record; do hash[${record:42}]=${record:0:40}; done
+  while IFS= read -r -d '' record; do hash[${record:44}]=${record:0:40}; done
 
   local -a created=() changed=()
   while IFS= read -r -d '' path && IFS= read -r -d '' stamp; do
@@ -110,7 +111,7 @@ collect() {
 same_content() {
   local old=${hash[$1]:-} new
   [ -n "$old" ] || return 1
-  new=$(sha1sum -z -- "$1" 2>/dev/null) || return 1
+  new=$(sha1sum -z -- "./$1" 2>/dev/null) || return 1
   [ "${new:0:40}" = "$old" ]
 }
 
@@ -120,10 +121,10 @@ emit_texts() { # kind max paths...: the first max text files, in name order
   (($#)) || return 0
   while IFS= read -r -d '' path; do
     ((count < max)) || return 0
-    size=$(stat -c %s -- "$path") || continue
+    size=$(stat -c %s -- "./$path") || continue
     # Text is what has no NUL byte in grep's first buffer; an empty file is text.
-    if ((size == 0)) || LC_ALL=C grep -qI '' -- "$path"; then
-      emit_file "$kind" "$path" "$((size > TEXT_LIMIT))" "$path" "$((size > TEXT_LIMIT ? TEXT_LIMIT : size))"
+    if ((size == 0)) || LC_ALL=C grep -qI '' -- "./$path"; then
+      emit_file "$kind" "$path" "$((size > TEXT_LIMIT))" "./$path" "$((size > TEXT_LIMIT ? TEXT_LIMIT : size))"
       ((count++))
     fi
   done < <(printf '%s\0' "$@" | sort -z)
