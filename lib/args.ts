@@ -1,6 +1,6 @@
 // The contract's arguments: their TypeBox schemas (which validate requests and make
 // the OpenAPI document) and the checks a schema cannot express (filenames in bytes).
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type ObjectOptions, type Static, type TSchema } from '@sinclair/typebox';
 import { malformed } from './errors.ts';
 
 // In order: an avatar's index is part of its uid, so this list never changes order.
@@ -30,7 +30,13 @@ export const Avatar = Type.Unsafe<AvatarName>(Type.String({ enum: [...AVATARS], 
 export const ImageName = Type.String({ pattern: IMAGE_NAME_PATTERN, maxLength: 512, description: 'a Docker image reference' });
 export const MaxSeconds = Type.Integer({ minimum: 1, maximum: 20, description: 'wall-clock limit of the run' });
 export const LifetimeSeconds = Type.Integer({ minimum: 60, maximum: 604800, description: 'how long the kata container lives (default 86400)' });
-export const Files = Type.Record(Type.String(), Type.String(), {
+// An object of any keys, each holding a `value`. Not Type.Record: its key pattern
+// '^(.*)$' matches no key with a line break, so such a key's value went unchecked in
+// a request (a 500 where 400 was due) and the key was left out of an answer.
+export const Dictionary = <T extends TSchema>(value: T, options: ObjectOptions = {}) =>
+  Type.Unsafe<Record<string, Static<T>>>(Type.Object({}, { ...options, additionalProperties: value }));
+
+export const Files = Dictionary(Type.String(), {
   description: 'filename -> UTF-8 text; filenames are relative, /-separated, no empty, . or .. segment, segments of at most 255 bytes, at most 1024 bytes in all',
 });
 export const Filenames = Type.Array(Type.String(), { description: 'filenames, as in Files' });

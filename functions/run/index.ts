@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { Avatar, checkFilenames, checkFiles, Filenames, Files, ImageName, KataId, MaxSeconds, Text, type AvatarName } from '../../lib/args.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Avatar, checkFilenames, checkFiles, Dictionary, Filenames, Files, ImageName, KataId, MaxSeconds, Text, type AvatarName } from '../../lib/args.ts';
 import { classify } from '../../lib/colour.ts';
 import { errors, malformed, RunnerError } from '../../lib/errors.ts';
 import { defineFunction, type Services } from '../../lib/function.ts';
@@ -7,6 +8,9 @@ import { avatarUid, type Kata } from '../../lib/katas.ts';
 import { avatarNew, runTests, type RunOutcome } from '../../lib/sandbox.ts';
 
 const RESURRECTED_LIFETIME_SECONDS = 86400;
+// How long a run waits for a kata container that another request is resurrecting to
+// start; past katas.ts's grace for unstarted containers, create() replaces it itself.
+const JOIN_WAIT_MS = 90_000;
 
 const Body = Type.Object({
   kata_id: KataId,
@@ -25,8 +29,8 @@ const Result = Type.Object({
   colour: Type.Union(['red', 'amber', 'green', 'timed_out', 'faulty'].map((c) => Type.Literal(c))),
   timed_out: Type.Boolean(),
   oom_killed: Type.Boolean(),
-  created: Type.Record(Type.String(), Text, { description: 'text files the run created: at most 16, each at most 50 KiB' }),
-  changed: Type.Record(Type.String(), Text, { description: 'text files the run changed: at most 16, each at most 50 KiB' }),
+  created: Dictionary(Text, { description: 'text files the run created: at most 16, each at most 50 KiB' }),
+  changed: Dictionary(Text, { description: 'text files the run changed: at most 16, each at most 50 KiB' }),
   deleted: Type.Array(Type.String(), { description: 'files the run deleted' }),
   duration_ms: Type.Integer(),
   resurrected: Type.Boolean(),
@@ -75,15 +79,22 @@ export default defineFunction({
       }
       resurrected = true;
     };
-    const resurrectKata = async () => {
-      let kata: Kata;
-      try {
-        kata = await katas.create(body.image_name!, body.kata_id, RESURRECTED_LIFETIME_SECONDS);
-      } catch (e) {
-        // Another request resurrected it a moment ago.
-        if (!(e instanceof RunnerError && e.code === errors.kataExists().code)) throw e;
-        kata = await katas.live(body.kata_id);
+    // Another request (another avatar's run) may be resurrecting the kata too: its
+    // container serves this run as well, once it has started.
+    const createOrJoin = async (): Promise<Kata> => {
+      for (const giveUp = Date.now() + JOIN_WAIT_MS; ; await sleep(100)) {
+        try {
+          return await katas.create(body.image_name!, body.kata_id, RESURRECTED_LIFETIME_SECONDS);
+        } catch (e) {
+          if (!(e instanceof RunnerError && e.code === errors.kataExists().code)) throw e;
+        }
+        const kata = await katas.find(body.kata_id);
+        if (kata?.live) return kata;
+        if (Date.now() > giveUp) throw errors.server(`kata ${body.kata_id} did not start within ${JOIN_WAIT_MS} ms`);
       }
+    };
+    const resurrectKata = async () => {
+      const kata = await createOrJoin();
       log.info({ kataId: body.kata_id, avatar }, 'kata resurrected');
       await resurrectAvatar(kata);
     };
