@@ -6,6 +6,8 @@ import { LABEL } from '../lib/katas.ts';
 import { BASE, containerOf, docker, inContainer, kataId, kataWithAvatar, processesOf, startRunner, uidOf, type Runner } from './helper.ts';
 
 const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
+// JSON, with the line separators that TAP would take for line breaks escaped too.
+const show = (value: unknown) => String(JSON.stringify(value)).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 
 // The containers of one kata on the engine, whichever state they are in.
@@ -261,7 +263,7 @@ t.test('kata_id, avatar_name and starting_files are checked exactly as the contr
   const refused = async (fn: string, arg: string, value: unknown) => {
     const body = { ...bodies[fn], [arg]: value };
     if (value === undefined) delete body[arg];
-    t.strictSame(await runner.post(fn, body), { status: 400, body: error(fn, `${arg}:malformed`) }, `${fn} ${arg} ${JSON.stringify(value)}`);
+    t.strictSame(await runner.post(fn, body), { status: 400, body: error(fn, `${arg}:malformed`) }, `${fn} ${arg} ${show(value)}`);
   };
   const badKataIds = ['abcdef0123', 'ABCDEF012', 'ABCDEF01234', 'ABCDEF012G', 'ABCDEF0123\n', ' ABCDEF012', '', 1234567890, null, undefined];
   for (const fn of Object.keys(bodies)) {
@@ -271,7 +273,7 @@ t.test('kata_id, avatar_name and starting_files are checked exactly as the contr
   for (const fn of ['avatar_new', 'avatar_old', 'avatar_exists', 'run']) {
     for (const value of badAvatars) await refused(fn, 'avatar_name', value);
   }
-  const badFiles = [[], 'text', 42, null, { 'a.txt': 42 }, { 'a.txt': null }, { 'a.txt': {} }, { 'a.txt': ['x'] }, { 'a.txt': '\ud800' }, undefined];
+  const badFiles = [[], 'text', 42, null, { 'a.txt': 42 }, { 'a.txt': null }, { 'a.txt': {} }, { 'a.txt': ['x'] }, { 'a.txt': '\ud800' }, { 'line\nbreak': 42 }, { 'line\u2028break': null }, undefined];
   for (const value of badFiles) await refused('avatar_new', 'starting_files', value);
 
   t.strictSame((await runner.post('kata_exists', { kata_id: live })).body, { kata_exists: true }, 'no refused kata_old removed the kata');
