@@ -1,6 +1,6 @@
 // The Docker engine behind a small interface. Every call is logged with the container
-// it touched; engine failures become EngineErrors (not_found, conflict, unavailable,
-// failed) so that callers never see dockerode's shapes or messages.
+// it touched; engine failures become EngineErrors (not_found, conflict, invalid,
+// unavailable, failed) so that callers never see dockerode's shapes or messages.
 import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
@@ -66,6 +66,7 @@ function engineError(e: unknown): EngineError {
   const message = err.json?.message ?? err.message ?? String(e);
   if (err.statusCode === 404) return new EngineError('not_found', message, 404);
   if (err.statusCode === 409) return new EngineError('conflict', message, 409);
+  if (err.statusCode === 400) return new EngineError('invalid', message, 400);
   if (err.code && UNAVAILABLE.has(err.code)) return new EngineError('unavailable', message);
   return new EngineError('failed', message, err.statusCode);
 }

@@ -32,7 +32,7 @@ export const errors = {
 // because only they know whether a missing thing is a kata, an avatar or an image.
 export class EngineError extends Error {
   constructor(
-    readonly kind: 'not_found' | 'conflict' | 'unavailable' | 'failed',
+    readonly kind: 'not_found' | 'conflict' | 'invalid' | 'unavailable' | 'failed',
     message: string,
     readonly statusCode?: number,
   ) {

@@ -6,7 +6,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { AVATARS, type AvatarName } from './args.ts';
 import type { Config } from './config.ts';
 import type { ContainerInfo, ContainerSummary, Engine } from './engine.ts';
-import { errors, isEngineError } from './errors.ts';
+import { errors, isEngineError, malformed } from './errors.ts';
 import { SandboxFault } from './sandbox.ts';
 
 export const LABEL = {
@@ -89,8 +89,19 @@ export class Katas {
     }
   }
 
+  // The engine's own reference check has the last word on a name: it also checks a
+  // digest's algorithm and length (and Docker 20.10 refuses IPv6 registry hosts).
+  async hasImage(imageName: string): Promise<boolean> {
+    try {
+      return (await this.engine.inspectImage(imageName)) !== null;
+    } catch (e) {
+      if (isEngineError(e, 'invalid')) throw malformed('image_name', e.message);
+      throw e;
+    }
+  }
+
   async ensureImage(imageName: string): Promise<void> {
-    if (await this.engine.inspectImage(imageName)) return;
+    if (await this.hasImage(imageName)) return;
     try {
       await this.engine.pullImage(imageName, this.config.imagePullTimeoutMs);
     } catch (e) {

@@ -8,5 +8,5 @@ export default defineFunction({
   summary: 'true when the engine has the image',
   body: Type.Object({ image_name: ImageName }),
   result: Type.Boolean(),
-  handler: async (body, { engine }) => (await engine.inspectImage(body.image_name)) !== null,
+  handler: async (body, { katas }) => katas.hasImage(body.image_name),
 });
