@@ -112,6 +112,19 @@ t.test('an avatar that left is resurrected from image_name and unchanged_files, 
   t.match((await runScript(runner, id, 'cat a b\n')).body.run, { resurrected: false, stdout: { content: 'a again\nB\n' } });
 });
 
+t.test('two avatars resurrecting one gone kata at once both run, in one new container', async (t) => {
+  const runner = await startRunner(t);
+  const id = await bashKata(runner);
+  t.equal((await runner.post('avatar_new', { kata_id: id, avatar_name: 'salmon', starting_files: {} })).status, 200);
+  t.same((await runner.post('kata_old', { kata_id: id })).body, { kata_old: {} });
+  const resurrect = { image_name: 'cyber-dojo-runner/base:bookworm', unchanged_files: {} };
+  const answers = await Promise.all(['lion', 'salmon'].map((avatar) => runScript(runner, id, 'whoami\n', { avatar, extra: resurrect })));
+  t.same(answers.map((a) => a.status), [200, 200], JSON.stringify(answers.map((a) => a.body)));
+  t.same(answers.map((a) => a.body.run?.stdout.content), ['lion\n', 'salmon\n']);
+  t.same(answers.map((a) => a.body.run?.resurrected), [true, true]);
+  t.equal((await runner.containers()).length, 1);
+});
+
 t.test('two avatars of one kata run at the same time, each with its own output', async (t) => {
   const runner = await startRunner(t);
   const id = await bashKata(runner);
