@@ -112,6 +112,8 @@ t.test('every legal name round-trips exactly: starting files, changed files, the
     t.equal(third.stdout.content, './cyber-dojo.sh\n', 'each deleted by its exact name');
     t.strictSame(third.changed, {});
   }
+  t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
 });
 
 t.test('names the run itself makes come back exactly too', { timeout: 180_000 }, async (t) => {
@@ -125,6 +127,8 @@ t.test('names the run itself makes come back exactly too', { timeout: 180_000 },
   const answer = (await run(runner, id, 'lion', { 'cyber-dojo.sh': script, 'names.b64': `${names}\n` })).body.run;
   t.equal(answer.stderr.content, '');
   t.strictSame(answer.created, texts(Object.fromEntries(made.map((name) => [name, `made ${name}`]))));
+  t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
 });
 
 t.test('an illegal name is refused as <arg>:malformed, and nothing of the request is written', { timeout: 180_000 }, async (t) => {
@@ -152,4 +156,6 @@ t.test('an illegal name is refused as <arg>:malformed, and nothing of the reques
   const after = (await run(runner, id, 'lion', {})).body.run;
   t.equal(after.stdout.content, './cyber-dojo.sh\n./keep.txt\nkept', 'the sandbox is as avatar_new left it');
   t.strictSame(after.changed, {});
+  t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
 });

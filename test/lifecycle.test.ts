@@ -188,6 +188,8 @@ t.test("avatar_new: the avatar's own user, group, home and 0700 sandbox, files w
   t.strictSame(changed, {});
   t.strictSame(deleted, ['sub/dir/deep.txt'], "the avatar deleted its own folders");
   t.strictSame(await runner.post('avatar_new', { kata_id: id, avatar_name: 'lion', starting_files: {} }), { status: 409, body: error('avatar_new', 'avatar_name:exists') });
+  t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
 });
 
 t.test('avatar uids are unique across katas on the engine', { timeout: 120_000 }, async (t) => {
@@ -201,6 +203,8 @@ t.test('avatar uids are unique across katas on the engine', { timeout: 120_000 }
     t.equal(uids.at(-1), await uidIn(runner, id, 'lion'), "the uid is the kata's slot's");
   }
   t.not(uids[0], uids[1], "two katas' lions have different uids");
+  for (const id of ids) t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
 });
 
 t.test('avatar_old: its processes, sandbox, home and user go; entering again starts from the new starting files', { timeout: 120_000 }, async (t) => {
@@ -213,6 +217,7 @@ t.test('avatar_old: its processes, sandbox, home and user go; entering again sta
   t.equal((await run(runner, id, 'lion')).status, 200);
   const container = await containerOf(runner, id);
   const uid = await uidIn(runner, id, 'lion');
+  t.equal(await inContainer(container, 'ls /sandboxes/lion /home/lion', `${uid}:${uid}`), '/home/lion:\nsecret.txt\ntmp\n\n/sandboxes/lion:\ncyber-dojo.sh\nmade\nold.txt\n');
   // The avatar may also lock itself out of its own sandbox and home.
   await inContainer(container, 'chmod 0 /sandboxes/lion /home/lion; nohup sleep 1000 >/dev/null 2>&1 &', `${uid}:${uid}`);
   t.equal(await processesOf(container, uid), 1, 'a process of the avatar outside any run');
@@ -233,6 +238,8 @@ t.test('avatar_old: its processes, sandbox, home and user go; entering again sta
     'only the new starting files, in a 0700 sandbox and home',
   );
   t.equal(await inContainer(container, 'cat /etc/passwd /etc/group | grep -c "^lion:"'), '2\n', 'one user and one group again');
+  t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
 });
 
 t.test('the avatar functions and run answer kata_id:!exists for a kata that does not exist', { timeout: 120_000 }, async (t) => {
