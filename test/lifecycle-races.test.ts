@@ -104,6 +104,26 @@ t.test(`${N} concurrent avatar_new of one avatar: one 200, the others avatar_nam
   t.strictSame(await runner.containers(), []);
 });
 
+t.test('avatars entering and leaving one kata at once each get, and then lose, exactly their own user', { timeout: 180_000 }, async (t) => {
+  const runner = await startRunner(t);
+  const id = kataId();
+  t.equal((await runner.post('kata_new', { image_name: BASE, kata_id: id })).status, 200);
+  const container = await containerOf(runner, id);
+  const accounts = () => inContainer(container, 'cat /etc/passwd /etc/group');
+  const before = await accounts();
+  const avatars = ['lion', 'salmon', 'tiger', 'zebra', 'alligator', 'owl', 'ray', 'bee'];
+  const entered = await Promise.all(avatars.map((avatar) => runner.post('avatar_new', { kata_id: id, avatar_name: avatar, starting_files: {} })));
+  t.strictSame(entered.map((a) => a.status), avatars.map(() => 200));
+  const during = await accounts();
+  for (const avatar of avatars) t.equal(during.split('\n').filter((line) => line.startsWith(`${avatar}:`)).length, 2, `${avatar}: one user, one group`);
+  // Edits of /etc/passwd and /etc/group are serialised: leaving, no avatar takes another's line with it.
+  const left = await Promise.all(avatars.map((avatar) => runner.post('avatar_old', { kata_id: id, avatar_name: avatar })));
+  t.strictSame(left.map((a) => a.status), avatars.map(() => 200));
+  t.equal(await accounts(), before, "the image's own users and groups are as they were");
+  t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
+  t.strictSame(await runner.containers(), []);
+});
+
 t.test('concurrent kata_new of different katas, from two runners, get distinct uid slots', { timeout: 180_000 }, async (t) => {
   const runners = [await startRunner(t), await startRunner(t)];
   const made = runners.flatMap((runner) => Array.from({ length: 3 }, () => ({ runner, id: kataId() })));
