@@ -9,14 +9,19 @@ import { AVATARS } from '../lib/args.ts';
 import { LABEL } from '../lib/katas.ts';
 import { filesTar } from '../lib/sandbox.ts';
 import {
-  BENCH_LABEL, check, cleanUp, cpuMs, docker, engineDaemons, kataId, memAvailableKb, pidsWhere, pool, pssKb, resetPeakRss,
-  ROOT, round, Runner, sleep, stat, statusKb, sum, timed, type Stat,
+  BENCH_LABEL, cgroupCpuMs, check, cleanUp, cpuMs, docker, engineDaemons, kataId, memAvailableKb, pool, pssKb, resetPeakRss,
+  ROOT, round, Runner, shimsOf, sleep, stat, statusKb, sum, timed, type Stat,
 } from './support.ts';
 
 const REPS = Number(process.env.BENCH_REPS ?? 25);
 const BURSTS = Number(process.env.BENCH_BURSTS ?? 3);
 const KATAS = Number(process.env.BENCH_KATAS ?? 100);
-const WARM_UP = 3; // rounds discarded before each comparison: cold caches, first connections
+const WARM_UP = 2; // rounds discarded before each comparison: cold caches, first connections
+// A section that overruns its share of the time stops repeating (n says how many ran),
+// so that a loaded machine still finishes the whole bench within 10 minutes.
+const MIN_REPS = 10;
+const MIN_BURSTS = 2;
+const BUDGET_SECONDS = { trivial: 60, python: 60, bursts: 150 };
 const AVATARS_IN_BURST = 64;
 const KATAS_IN_BURST = 20;
 
@@ -35,23 +40,72 @@ interface Row {
   value?: number;
 }
 const rows: Record<string, Row> = {};
-const bursts: Record<string, unknown>[] = [];
 const extra: Record<string, unknown> = {};
 const benchStarted = performance.now();
 const progress = (text: string) => console.error(`[${((performance.now() - benchStarted) / 1000).toFixed(0).padStart(4)} s] ${text}`);
 
-// Runs each job once per round, the order rotating round by round; the first rounds warm up.
-async function interleaved<K extends string>(jobs: Record<K, () => Promise<number>>): Promise<Record<K, number[]>> {
+// CPU (ms) of one operation, by where it was spent.
+interface Cpu {
+  kata: number; // the kata container's cgroup: the exec'd processes (sandbox.sh, cyber-dojo.sh)
+  // The shim waits for runc and for the exec'd process, whose own waited-for children
+  // are in the kata's cgroup too: what the shim's children took beyond that is runc's.
+  runc: number;
+  shim: number; // the kata's containerd shim itself
+  engine: number; // dockerd + containerd: with anyone else's use of the engine meanwhile
+  runner: number;
+  cli: number; // the docker CLI processes the bench ran
+}
+const CPU_PARTS = ['kata', 'runc', 'shim', 'engine', 'runner', 'cli'] as const;
+
+function cpuProbe(runner: Runner, container: string): () => Cpu {
+  const [shim] = shimsOf(new Set([container]));
+  const daemons = engineDaemons();
+  if (shim === undefined) throw new Error(`no containerd shim found for ${container}`);
+  return () => {
+    const kata = cgroupCpuMs(container);
+    return {
+      kata,
+      runc: cpuMs(shim, 'children') - kata,
+      shim: cpuMs(shim),
+      engine: sum(daemons, (pid) => cpuMs(pid)),
+      runner: cpuMs(runner.pid),
+      cli: cpuMs('self', 'children'),
+    };
+  };
+}
+
+interface Samples {
+  ms: number[];
+  cpu: Cpu[];
+}
+
+// Runs each job once per round, the order rotating round by round, with the CPU each
+// took; the first rounds warm up.
+async function interleaved<K extends string>(budgetSeconds: number, probe: () => Cpu, jobs: Record<K, () => Promise<number>>): Promise<Record<K, Samples>> {
   const names = Object.keys(jobs) as K[];
-  const samples = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
+  const samples = Object.fromEntries(names.map((name) => [name, { ms: [], cpu: [] }])) as unknown as Record<K, Samples>;
+  const deadline = performance.now() + budgetSeconds * 1000;
   for (let round = 0; round < WARM_UP + REPS; round++) {
+    if (round >= WARM_UP + MIN_REPS && performance.now() > deadline) break;
     const order = names.map((_, i) => names[(i + round) % names.length]!);
     for (const name of order) {
+      const before = probe();
       const ms = await jobs[name]();
-      if (round >= WARM_UP) samples[name].push(ms);
+      const after = probe();
+      if (round < WARM_UP) continue;
+      samples[name].ms.push(ms);
+      samples[name].cpu.push(Object.fromEntries(CPU_PARTS.map((part) => [part, after[part] - before[part]])) as unknown as Cpu);
     }
   }
   return samples;
+}
+
+// Means, not medians: /proc counts CPU in 10 ms ticks, which only averages out.
+const cpuRows: Record<string, Record<(typeof CPU_PARTS)[number] | 'total', number>> = {};
+function cpuRow(what: string, cpu: Cpu[]) {
+  const mean = (part: (typeof CPU_PARTS)[number]) => cpu.reduce((total, c) => total + c[part], 0) / cpu.length;
+  const parts = Object.fromEntries(CPU_PARTS.map((part) => [part, round(mean(part))])) as Record<(typeof CPU_PARTS)[number], number>;
+  cpuRows[what] = { ...parts, total: round(CPU_PARTS.reduce((total, part) => total + mean(part), 0)) };
 }
 
 const pairwise = (a: number[], b: number[], f: (x: number, y: number) => number) => a.map((x, i) => f(x, b[i]!));
@@ -66,7 +120,7 @@ const isRed = (run: any) => run.colour === 'red';
 async function newKata(runner: Runner, avatars: string[], files: Record<string, string>) {
   const kata = kataId();
   await runner.post('kata_new', { image_name: PYTHON, kata_id: kata });
-  await pool(4, avatars.map((avatar) => () => runner.post('avatar_new', { kata_id: kata, avatar_name: avatar, starting_files: files })));
+  await pool(8, avatars.map((avatar) => () => runner.post('avatar_new', { kata_id: kata, avatar_name: avatar, starting_files: files })));
   return kata;
 }
 
@@ -75,7 +129,7 @@ async function trivial(runner: Runner, kata: string, container: string) {
   let n = 0;
   const tar = await filesTar(TRIVIAL);
   const scriptMs: number[] = [];
-  const samples = await interleaved({
+  const samples = await interleaved(BUDGET_SECONDS.trivial, cpuProbe(runner, container), {
     run: async () => {
       const { ms, body } = await runOf(runner, kata, 'lion', TRIVIAL, (run) => run.status === 0);
       scriptMs.push(body.duration_ms);
@@ -91,12 +145,14 @@ async function trivial(runner: Runner, kata: string, container: string) {
         PYTHON, 'bash', '-c', 'tar -x -f - && bash ./cyber-dojo.sh',
       ], tar))).ms,
   });
-  rows['1.run'] = { what: '`run` of `true` over HTTP', unit: 'ms', stat: stat(samples.run) };
+  rows['1.run'] = { what: '`run` of `true` over HTTP', unit: 'ms', stat: stat(samples.run.ms) };
   rows['1.script'] = { what: '… of which `cyber-dojo.sh` (its `duration_ms`)', unit: 'ms', stat: stat(scriptMs.slice(WARM_UP)) };
-  rows['1.exec'] = { what: '`docker exec <kata> true` (CLI): the exec floor', unit: 'ms', stat: stat(samples.exec) };
-  rows['1.perRun'] = { what: 'container-per-run (`docker run --rm -i --init`, tar in, `true`)', unit: 'ms', stat: stat(samples.perRun) };
-  rows['1.run/exec'] = { what: 'ratio run / exec floor (pair by pair)', unit: '×', stat: stat(pairwise(samples.run, samples.exec, (a, b) => a / b), 2) };
-  rows['1.perRun/run'] = { what: 'ratio container-per-run / run (pair by pair)', unit: '×', stat: stat(pairwise(samples.perRun, samples.run, (a, b) => a / b), 2) };
+  rows['1.exec'] = { what: '`docker exec <kata> true` (CLI): the exec floor', unit: 'ms', stat: stat(samples.exec.ms) };
+  rows['1.perRun'] = { what: 'container-per-run (`docker run --rm -i --init`, tar in, `true`)', unit: 'ms', stat: stat(samples.perRun.ms) };
+  rows['1.run/exec'] = { what: 'ratio run / exec floor (pair by pair)', unit: '×', stat: stat(pairwise(samples.run.ms, samples.exec.ms, (a, b) => a / b), 2) };
+  rows['1.perRun/run'] = { what: 'ratio container-per-run / run (pair by pair)', unit: '×', stat: stat(pairwise(samples.perRun.ms, samples.run.ms, (a, b) => a / b), 2) };
+  cpuRow('`run` of `true`', samples.run.cpu);
+  cpuRow('`docker exec <kata> true`', samples.exec.cpu);
 }
 
 // 2. A Python red run: the runner against the same command in a bare exec.
@@ -104,7 +160,7 @@ async function python(runner: Runner, kata: string, container: string) {
   const uid = (await check(['docker', 'exec', container, 'id', '-u', 'tiger'])).stdout.trim();
   const changed = { 'hiker.py': pythonFiles['hiker.py']! };
   const scriptMs: number[] = [];
-  const samples = await interleaved({
+  const samples = await interleaved(BUDGET_SECONDS.python, cpuProbe(runner, container), {
     run: async () => {
       const { ms, body } = await runOf(runner, kata, 'tiger', changed, isRed);
       scriptMs.push(body.duration_ms);
@@ -116,11 +172,13 @@ async function python(runner: Runner, kata: string, container: string) {
       return ms;
     },
   });
-  rows['2.run'] = { what: '`run` of pytest (red) over HTTP', unit: 'ms', stat: stat(samples.run) };
+  rows['2.run'] = { what: '`run` of pytest (red) over HTTP', unit: 'ms', stat: stat(samples.run.ms) };
   rows['2.script'] = { what: '… of which `cyber-dojo.sh` (its `duration_ms`)', unit: 'ms', stat: stat(scriptMs.slice(WARM_UP)) };
-  rows['2.exec'] = { what: 'the same in `docker exec -u <uid> -w <sandbox>` (CLI)', unit: 'ms', stat: stat(samples.exec) };
-  rows['2.run/exec'] = { what: 'ratio run / bare exec (pair by pair)', unit: '×', stat: stat(pairwise(samples.run, samples.exec, (a, b) => a / b), 2) };
-  rows['2.run-exec'] = { what: 'difference run − bare exec (pair by pair)', unit: 'ms', stat: stat(pairwise(samples.run, samples.exec, (a, b) => a - b)) };
+  rows['2.exec'] = { what: 'the same in `docker exec -u <uid> -w <sandbox>` (CLI)', unit: 'ms', stat: stat(samples.exec.ms) };
+  rows['2.run/exec'] = { what: 'ratio run / bare exec (pair by pair)', unit: '×', stat: stat(pairwise(samples.run.ms, samples.exec.ms, (a, b) => a / b), 2) };
+  rows['2.run-exec'] = { what: 'difference run − bare exec (pair by pair)', unit: 'ms', stat: stat(pairwise(samples.run.ms, samples.exec.ms, (a, b) => a - b)) };
+  cpuRow('`run` of pytest', samples.run.cpu);
+  cpuRow('bare `docker exec` of pytest', samples.exec.cpu);
 }
 
 // 5. The runner's memory while a run floods its output (cut at 50 KiB in the container).
@@ -145,25 +203,41 @@ async function flood(runner: Runner, kata: string) {
 }
 
 // 3. Bursts: every avatar of one kata at once, and one avatar in each of many katas at once.
+interface Burst {
+  kind: string;
+  runs: number;
+  timedOut: number;
+  wallMs: number;
+  perRunMs: number[];
+  runsPerSecond: number;
+  runnerCpuMsPerRun: number;
+  kataCpuMsPerRun: number; // all the burst's kata containers
+  engineCpuMsPerRun: number;
+}
+const bursts: Burst[] = [];
+
 async function burstsOf(runner: Runner) {
   const changed = { 'hiker.py': pythonFiles['hiker.py']! };
   const crowded = await newKata(runner, AVATARS.slice(0, AVATARS_IN_BURST), pythonFiles);
-  const many = await pool(4, Array.from({ length: KATAS_IN_BURST }, () => () => newKata(runner, ['lion'], pythonFiles)));
-  const kinds = {
-    [`${AVATARS_IN_BURST} avatars of 1 kata`]: AVATARS.slice(0, AVATARS_IN_BURST).map((avatar) => [crowded, avatar] as const),
-    [`${KATAS_IN_BURST} katas, 1 avatar each`]: many.map((kata) => [kata, 'lion'] as const),
-  };
+  const many = await pool(8, Array.from({ length: KATAS_IN_BURST }, () => () => newKata(runner, ['lion'], pythonFiles)));
+  const kinds = [
+    { kind: `${AVATARS_IN_BURST} avatars of 1 kata`, targets: AVATARS.slice(0, AVATARS_IN_BURST).map((avatar) => [crowded, avatar] as const) },
+    { kind: `${KATAS_IN_BURST} katas, 1 avatar each`, targets: many.map((kata) => [kata, 'lion'] as const) },
+  ];
+  const containers = await Promise.all(kinds.map(({ targets }) => Promise.all([...new Set(targets.map(([kata]) => kata))].map((kata) => runner.containerOf(kata)))));
   progress('bursts: katas ready');
   const daemons = engineDaemons();
-  for (let i = 0; i < BURSTS; i++) {
-    for (const [kind, targets] of Object.entries(kinds)) {
+  const deadline = performance.now() + BUDGET_SECONDS.bursts * 1000;
+  for (let i = 0; i < BURSTS && (i < MIN_BURSTS || performance.now() < deadline); i++) {
+    for (const [k, { kind, targets }] of kinds.entries()) {
       await sleep(1000);
-      const cpuBefore = cpuMs(runner.pid);
-      const engineBefore = sum(daemons, cpuMs);
+      const katasCpu = () => containers[k]!.reduce((total, id) => total + cgroupCpuMs(id), 0);
+      const before = { runner: cpuMs(runner.pid), engine: sum(daemons, cpuMs), katas: katasCpu() };
       // A loaded kata may not finish every run within max_seconds: that is a result too.
       const { ms: wall, value: answers } = await timed(() =>
         Promise.all(targets.map(([kata, avatar]) => runOf(runner, kata, avatar, changed, (run) => isRed(run) || run.timed_out))),
       );
+      const perRun = (ms: number) => round(ms / targets.length);
       const timedOut = answers.filter((a) => a.body.timed_out).length;
       bursts.push({
         kind,
@@ -172,8 +246,9 @@ async function burstsOf(runner: Runner) {
         wallMs: round(wall),
         perRunMs: answers.map((a) => round(a.ms)),
         runsPerSecond: round(targets.length / (wall / 1000), 2),
-        runnerCpuMsPerRun: round((cpuMs(runner.pid) - cpuBefore) / targets.length),
-        engineCpuMsPerRun: round((sum(daemons, cpuMs) - engineBefore) / targets.length),
+        runnerCpuMsPerRun: perRun(cpuMs(runner.pid) - before.runner),
+        kataCpuMsPerRun: perRun(katasCpu() - before.katas),
+        engineCpuMsPerRun: perRun(sum(daemons, cpuMs) - before.engine),
       });
       progress(`burst ${kind}: ${Math.round(wall)} ms, ${timedOut} timed out`);
     }
@@ -203,17 +278,19 @@ async function idleKatas(runner: Runner): Promise<string[]> {
   const availableBefore = await settledMemAvailableKb();
   const kataMs: number[] = [];
   const avatarMs: number[] = [];
-  const katas: string[] = [];
-  for (let i = 0; i < KATAS; i++) {
-    const kata = kataId();
+  const katas = Array.from({ length: KATAS }, kataId);
+  const enter = async (kata: string) => {
     kataMs.push((await runner.post('kata_new', { image_name: PYTHON, kata_id: kata })).ms);
     avatarMs.push((await runner.post('avatar_new', { kata_id: kata, avatar_name: 'lion', starting_files: pythonFiles })).ms);
-    katas.push(kata);
-  }
+  };
+  // Latencies one at a time, then the rest of the katas four at a time, unmeasured.
+  for (const kata of katas.slice(0, REPS)) await enter(kata);
+  await pool(4, katas.slice(REPS).map((kata) => () => runner.post('kata_new', { image_name: PYTHON, kata_id: kata })
+    .then(() => runner.post('avatar_new', { kata_id: kata, avatar_name: 'lion', starting_files: pythonFiles }))));
   await sleep(2000);
   const availableAfter = await settledMemAvailableKb();
   const ids = new Set(await pool(8, katas.map((kata) => () => runner.containerOf(kata))));
-  const shims = pidsWhere((argv) => /containerd-shim/.test(argv[0] ?? '') && ids.has(argv[argv.indexOf('-id') + 1] ?? ''));
+  const shims = shimsOf(ids);
   const perKata = (kb: number) => round(kb / 1024 / KATAS, 2);
   rows['4.kata_new'] = { what: '`kata_new`', unit: 'ms', stat: stat(kataMs) };
   rows['4.avatar_new'] = { what: '`avatar_new` (Python starting files)', unit: 'ms', stat: stat(avatarMs) };
@@ -246,15 +323,18 @@ function table(): string {
   for (const [id, row] of Object.entries(rows)) {
     lines.push(`| ${id.split('.')[0]} | ${row.what} | ${row.unit} | ${cell(row.stat?.median ?? row.value)} | ${cell(row.stat?.p95)} | ${cell(row.stat?.n)} |`);
   }
-  lines.push('', '| 3 | burst (Python, red) | wall ms, each | per-run p50 ms | per-run p95 ms | runs/s | runner CPU ms/run | dockerd+containerd CPU ms/run | timed out |', '|---|---|---|---:|---:|---:|---:|---:|---:|');
-  for (const kind of new Set(bursts.map((b) => b.kind as string))) {
+  lines.push('', '| 3 | burst (Python, red) | wall ms, each | per-run p50 ms | per-run p95 ms | runs/s | runner CPU ms/run | kata containers CPU ms/run | dockerd+containerd CPU ms/run (shared) | timed out |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const kind of new Set(bursts.map((b) => b.kind))) {
     const of = bursts.filter((b) => b.kind === kind);
-    const all = (key: string) => of.map((b) => b[key] as number);
-    const perRun = stat(of.flatMap((b) => b.perRunMs as number[]), 0);
+    const all = (key: 'wallMs' | 'runsPerSecond' | 'runnerCpuMsPerRun' | 'kataCpuMsPerRun' | 'engineCpuMsPerRun' | 'timedOut' | 'runs') => of.map((b) => b[key]);
+    const total = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    const perRun = stat(of.flatMap((b) => b.perRunMs), 0);
     lines.push(
-      `| 3 | ${kind} | ${all('wallMs').map(Math.round).join(' / ')} | ${perRun.median} | ${perRun.p95} | ${stat(all('runsPerSecond'), 2).median} | ${stat(all('runnerCpuMsPerRun')).median} | ${stat(all('engineCpuMsPerRun')).median} | ${all('timedOut').reduce((a, b) => a + b, 0)} of ${all('runs').reduce((a, b) => a + b, 0)} |`,
+      `| 3 | ${kind} | ${all('wallMs').map(Math.round).join(' / ')} | ${perRun.median} | ${perRun.p95} | ${stat(all('runsPerSecond'), 2).median} | ${stat(all('runnerCpuMsPerRun')).median} | ${stat(all('kataCpuMsPerRun')).median} | ${stat(all('engineCpuMsPerRun')).median} | ${total(all('timedOut'))} of ${total(all('runs'))} |`,
     );
   }
+  lines.push('', '| 1, 2 | CPU per operation, mean ms | kata container | runc | shim | dockerd + containerd (shared) | runner | docker CLI | total |', '|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [what, c] of Object.entries(cpuRows)) lines.push(`| | ${what} | ${c.kata} | ${c.runc} | ${c.shim} | ${c.engine} | ${c.runner} | ${c.cli} | ${c.total} |`);
   return lines.join('\n');
 }
 
@@ -288,17 +368,18 @@ async function main() {
     sha: (await check(['git', 'rev-parse', 'HEAD'])).stdout.trim(),
     machine: { cpus: os.cpus().length, memoryMiB: Math.round(os.totalmem() / 1024 ** 2), kernel: os.release(), node: process.version, docker: (await docker.version()).Version },
     loadAverage: { before: loadBefore, after: os.loadavg() },
-    settings: { reps: REPS, warmUp: WARM_UP, bursts: BURSTS, idleKatas: KATAS },
+    settings: { reps: REPS, minReps: MIN_REPS, warmUp: WARM_UP, bursts: BURSTS, minBursts: MIN_BURSTS, budgetSeconds: BUDGET_SECONDS, idleKatas: KATAS },
     seconds: round((performance.now() - benchStarted) / 1000),
     runnerWarnings: runner.warnings,
     figures: rows,
+    cpuMs: cpuRows,
     bursts,
     ...extra,
   };
   mkdirSync(`${ROOT}bench/results`, { recursive: true });
   writeFileSync(`${ROOT}bench/results/latest.json`, `${JSON.stringify(results, null, 2)}\n`);
   console.log(table());
-  console.log(`\n${results.seconds} s; load average ${loadBefore.map((l) => l.toFixed(1)).join(' ')} before, ${results.loadAverage.after.map((l) => l.toFixed(1)).join(' ')} after; runner warnings: ${runner.warnings}; written to bench/results/latest.json`);
+  console.log(`\n${results.seconds} s; load average ${loadBefore.map((l) => l.toFixed(1)).join(' ')} before, ${results.loadAverage.after.map((l) => l.toFixed(1)).join(' ')} after; runner warnings: ${JSON.stringify(runner.warnings)}; written to bench/results/latest.json`);
 }
 
 let stopping = false;

@@ -66,9 +66,12 @@ export interface Exit {
 // Child processes under way, so that an interrupted bench can end them.
 const children = new Set<ChildProcess>();
 
+let closing = false; // once clean-up has begun, nothing new starts
+
 // Runs argv (never a shell string) to its end; a non-zero exit is an answer, not an error.
 export function run(argv: string[], stdin?: Buffer): Promise<Exit> {
   return new Promise((resolve, reject) => {
+    if (closing) return reject(new Error('the bench is stopping'));
     const child = spawn(argv[0]!, argv.slice(1), { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     children.add(child);
     const out: Buffer[] = [];
@@ -94,12 +97,23 @@ export async function check(argv: string[], stdin?: Buffer, expected = 0): Promi
 
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux, whatever the kernel's HZ
 
-// utime + stime of a process (all its threads), in ms.
-export function cpuMs(pid: number): number {
+// utime + stime of a process (all its threads), in ms; or that of the children it has
+// waited for (a shim's runc, the bench's docker CLI).
+export function cpuMs(pid: number | 'self', whose: 'own' | 'children' = 'own'): number {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The name field is in parentheses and may hold spaces: fields count from the last ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number);
+  const ticks = whose === 'own' ? fields[11]! + fields[12]! : fields[13]! + fields[14]!;
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+// CPU time of a container's cgroup (cgroup v1, else v2), in ms.
+export function cgroupCpuMs(id: string): number {
+  try {
+    return Number(readFileSync(`/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`, 'utf8')) / 1e6;
+  } catch {
+    return Number(/^usage_usec (\d+)/m.exec(readFileSync(`/sys/fs/cgroup/docker/${id}/cpu.stat`, 'utf8'))?.[1]) / 1e3;
+  }
 }
 
 export function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
@@ -136,6 +150,9 @@ export function pidsWhere(test: (argv: string[]) => boolean): number[] {
 
 export const engineDaemons = () => pidsWhere((argv) => /(^|\/)(dockerd|containerd)$/.test(argv[0] ?? ''));
 
+// The containerd shim of each of the containers (by full id).
+export const shimsOf = (ids: Set<string>) => pidsWhere((argv) => /containerd-shim/.test(argv[0] ?? '') && ids.has(argv[argv.indexOf('-id') + 1] ?? ''));
+
 // Sums a reading over processes, skipping any that ended meanwhile.
 export function sum(pids: number[], read: (pid: number) => number): number {
   let total = 0;
@@ -166,7 +183,7 @@ export interface Answer {
 
 export class Runner {
   private logTail: string[] = [];
-  warnings = 0; // lines the runner logged at warn or above
+  readonly warnings: Record<string, number> = {}; // by message: what the runner logged at warn or above
 
   private constructor(
     readonly name: string,
@@ -175,7 +192,8 @@ export class Runner {
   ) {
     const keep = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
-        if (/"level":(40|50|60)/.test(line)) this.warnings++;
+        const msg = /"level":(?:40|50|60),.*"msg":"([^"]*)"/.exec(line)?.[1];
+        if (msg !== undefined) this.warnings[msg] = (this.warnings[msg] ?? 0) + 1;
         this.logTail = [...this.logTail.slice(-29), line];
       }
     };
@@ -238,15 +256,15 @@ export class Runner {
 
 const started = new Set<Runner>();
 
-async function removeLabelled(label: string): Promise<number> {
+async function removeLabelled(label: string): Promise<void> {
   const list = await docker.listContainers({ all: true, filters: { label: [label] } });
   await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {})));
-  return list.length;
 }
 
 // Ends what the bench started: its runners, their containers and the bench's own
 // container-per-run containers. Only containers carrying this bench's names are touched.
 export async function cleanUp(): Promise<void> {
+  closing = true;
   for (const child of children) child.kill('SIGKILL');
   for (const runner of started) {
     await runner.stop();
