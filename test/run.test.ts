@@ -2,7 +2,7 @@
 // the status, resurrection, concurrency and bad input. Files: run-files.test.ts;
 // time, output and memory limits: run-limits.test.ts.
 import t from 'tap';
-import { docker, kataWithAvatar, PYTHON, startRunner } from './helper.ts';
+import { BASE, docker, kataWithAvatar, PYTHON, startRunner } from './helper.ts';
 import { avatarOf, bashKata, pythonStart, run, runScript } from './run-helper.ts';
 
 t.setTimeout(600_000);
@@ -26,7 +26,6 @@ t.test('red, amber, green in one avatar, its files kept between runs', async (t)
 
   const again = await run(runner, id);
   t.match(again.body.run, { colour: 'green', status: 0 }, 'a run that sends nothing still sees the green hiker.py');
-  t.same(again.body.run.created, {}, 'pytest leaves nothing behind (no cache, no __pycache__ reported)');
 });
 
 t.test('cyber-dojo.sh runs as the avatar, in its sandbox, with the contract environment', async (t) => {
@@ -41,7 +40,7 @@ t.test('cyber-dojo.sh runs as the avatar, in its sandbox, with the contract envi
     [
       `CYBER_DOJO_KATA_ID=${id}`,
       'CYBER_DOJO_AVATAR_NAME=lion',
-      'CYBER_DOJO_IMAGE_NAME=cyber-dojo-runner/base:bookworm',
+      `CYBER_DOJO_IMAGE_NAME=${BASE}`,
       'CYBER_DOJO_SANDBOX=/sandboxes/lion',
       `CYBER_DOJO_RUNNER=${runner.config.runnerName}`,
       'HOME=/home/lion',
@@ -94,7 +93,7 @@ t.test('a kata that is gone is resurrected from image_name and unchanged_files, 
   const killed = await bashKata(runner);
   await docker.getContainer((await avatarOf(runner, killed)).containerId).remove({ force: true });
   t.same((await runScript(runner, killed, 'cat a b\n')).body, { exception: { function: 'run', message: 'kata_id:!exists' } });
-  const revived = await runScript(runner, killed, 'cat a b\n', { changed: { b: 'B\n' }, extra: { image_name: 'cyber-dojo-runner/base:bookworm', unchanged_files: { a: 'A\n' } } });
+  const revived = await runScript(runner, killed, 'cat a b\n', { changed: { b: 'B\n' }, extra: { image_name: BASE, unchanged_files: { a: 'A\n' } } });
   t.match(revived.body.run, { resurrected: true, status: 0, stdout: { content: 'A\nB\n' } });
 });
 
@@ -105,7 +104,7 @@ t.test('an avatar that left is resurrected from image_name and unchanged_files, 
   t.same(await runScript(runner, id, 'cat a\n'), { status: 404, body: { exception: { function: 'run', message: 'avatar_name:!exists' } } });
   const back = await runScript(runner, id, 'whoami; cat a b\n', {
     changed: { b: 'B\n' },
-    extra: { image_name: 'cyber-dojo-runner/base:bookworm', unchanged_files: { a: 'a again\n' } },
+    extra: { image_name: BASE, unchanged_files: { a: 'a again\n' } },
   });
   t.match(back.body.run, { resurrected: true, status: 0, stdout: { content: 'lion\na again\nB\n' } });
   t.same((await runner.post('avatar_exists', { kata_id: id, avatar_name: 'lion' })).body, { avatar_exists: true });
@@ -117,7 +116,7 @@ t.test('two avatars resurrecting one gone kata at once both run, in one new cont
   const id = await bashKata(runner);
   t.equal((await runner.post('avatar_new', { kata_id: id, avatar_name: 'salmon', starting_files: {} })).status, 200);
   t.same((await runner.post('kata_old', { kata_id: id })).body, { kata_old: {} });
-  const resurrect = { image_name: 'cyber-dojo-runner/base:bookworm', unchanged_files: {} };
+  const resurrect = { image_name: BASE, unchanged_files: {} };
   const answers = await Promise.all(['lion', 'salmon'].map((avatar) => runScript(runner, id, 'whoami\n', { avatar, extra: resurrect })));
   t.same(answers.map((a) => a.status), [200, 200], JSON.stringify(answers.map((a) => a.body)));
   t.same(answers.map((a) => a.body.run?.stdout.content), ['lion\n', 'salmon\n']);
@@ -151,7 +150,7 @@ t.test("runs of one avatar wait for each other: neither is killed by the other's
   t.same(answers.map((a) => a.body.run.status), [0, 0]);
   t.same(answers.map((a) => a.body.run.timed_out), [false, false]);
   t.same(answers.map((a) => a.body.run.stdout.content).sort(), ['1\n', '2\n']);
-  t.match((await runScript(runner, id, 'cat log.txt\n')).body.run.stdout.content, 'run\nrun\n');
+  t.equal((await runScript(runner, id, 'cat log.txt\n')).body.run.stdout.content, 'run\nrun\n', 'both appends are there');
 });
 
 t.test('bad arguments answer <arg>:malformed and run nothing', async (t) => {
