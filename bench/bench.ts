@@ -394,8 +394,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 try {
   await main();
 } catch (e) {
-  console.error(e);
-  if (runner) console.error(`the runner's last log lines:\n${runner.log}`);
+  // Once stopping, what fails is the clean-up pulling things from under the bench.
+  if (!stopping) {
+    console.error(e);
+    if (runner) console.error(`the runner's last log lines:\n${runner.log}`);
+  }
   process.exitCode = 1;
 } finally {
   if (!stopping) await cleanUp();
