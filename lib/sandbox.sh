@@ -24,48 +24,72 @@ emit_failure() { # what path holds: the reason, as text
   emit_file failed "$1" "" "$2" "$((size > TEXT_LIMIT ? TEXT_LIMIT : size))"
 }
 
-# fd 8 holds the avatar's lock: no process of the avatar may inherit it.
+# fd 8 holds the avatar's lock: no process of the avatar may inherit it. Root cannot
+# enter an avatar's 0700 sandbox (it has no DAC capabilities): the avatar does.
 as_avatar() { setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@" 8>&-; }
-# Root cannot enter an avatar's 0700 sandbox (no DAC capabilities): the avatar does.
-in_sandbox() { as_avatar env -C "/sandboxes/$avatar" "$@"; }
+# Runs one of this script's avatar commands (prepare, collect) as the avatar.
+as_avatar_command() { as_avatar bash -c "$BASH_EXECUTION_STRING" cyber-dojo-sandbox "$1" "$avatar" "$uid" "${@:2}"; }
 
 lock() { # one avatar command at a time, whichever runner process sends it
   exec 8>"$STATE/$1.lock"
   flock -w 60 8 || { emit busy "$1"; exit 0; }
 }
 
-avatar_entered() { grep -q "^$avatar:x:$uid:$uid:" /etc/passwd; }
+avatar_entered() {
+  local name password user group rest
+  while IFS=: read -r name password user group rest; do
+    [ "$name:$user:$group" = "$avatar:$uid:$uid" ] && return 0
+  done </etc/passwd
+  return 1
+}
 
-# Kills every process of the avatar and waits until the kernel has let go of them.
-# kill(-1) as the uid is atomic against fork, so a fork bomb cannot outrun it. Perl
-# switches uid without an execve, which a uid at its nproc limit could not do.
-kill_avatar() {
-  perl -e '
-    my $uid = $ARGV[0];
+# Perl that becomes the avatar's uid without an execve (which a uid at its nproc
+# limit could not do), kills all its processes with kill(-1) (atomic against fork,
+# so a fork bomb cannot outrun it), and waits until the kernel has let go of them.
+readonly KILL_AVATAR='
+  sub kill_avatar {
+    my $uid = shift;
     $( = $uid; $) = "$uid $uid";
     ($<, $>) = ($uid, $uid);
     die "cannot become uid $uid\n" unless $< == $uid && $> == $uid;
     sub owned { open(my $f, "<", "/proc/$_[0]/status") or return 0;
-                while (<$f>) { return (split)[1] == $uid if /^Uid:/ } return 0 }
+                while (<$f>) { return (split)[1] == $_[1] if /^Uid:/ } return 0 }
     for (1 .. 400) {
       kill "KILL", -1;
       opendir(my $proc, "/proc") or die "no /proc\n";
-      exit 0 unless grep { /^\d+$/ && $_ != $$ && owned($_) } readdir $proc;
+      return if !grep { /^\d+$/ && $_ != $$ && owned($_, $uid) } readdir $proc;
       select(undef, undef, undef, 0.005);
     }
     die "processes of uid $uid survive\n";
-  ' "$uid"
+  }'
+
+kill_avatar() {
+  perl -e "$KILL_AVATAR"' kill_avatar($ARGV[0])' "$uid"
 }
 
-oom_kills() { # the kata cgroup's count of OOM kills (cgroup v2 or v1)
+# A run's clock, started before cyber-dojo.sh and already resident when it is needed:
+# at max_seconds, or as soon as its stdin closes, it kills the avatar's processes.
+# Exits 124 when the limit came first. Being resident, it needs no fork to act, and
+# as a sleeper it is scheduled at once, however many of the avatar's processes spin.
+reaper() {
+  exec perl -e "$KILL_AVATAR"'
+    my ($uid, $limit) = @ARGV;
+    my $stdin = ""; vec($stdin, 0, 1) = 1;
+    my $timed_out = select(my $ready = $stdin, undef, undef, $limit) == 0;
+    kill_avatar($uid);
+    exit($timed_out ? 124 : 0);' "$uid" "$1"
+}
+
+read_oom_kills() { # sets variable $1 to the kata cgroup's count of OOM kills (v2 or v1)
+  local -n count=$1
   local key value file
+  count=0
   for file in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
     [ -r "$file" ] || continue
     while read -r key value; do
-      [ "$key" = oom_kill ] && { echo "$value"; return; }
+      [ "$key" = oom_kill ] && { count=$value; return; }
     done <"$file"
   done
-  echo 0
 }
 
 # Regular files of the sandbox (cwd) as: path NUL size:mtime:inode NUL, then an
@@ -74,16 +98,35 @@ oom_kills() { # the kata cgroup's count of OOM kills (cgroup v2 or v1)
 snapshot() {
   find . -mindepth 1 -type f -printf '%P\0%s:%T@:%i\0'
   printf '\0'
-  find . -mindepth 1 -type f -size -$((TEXT_LIMIT + 1))c -printf './%P\0' | xargs -0 -r sha1sum -z --
+  find . -mindepth 1 -type f -size -$((TEXT_LIMIT + 1))c -exec sha1sum -z -- {} +
 }
 
-# Runs as the avatar, after all its processes are gone: compares the sandbox with the
+# Runs as the avatar in its sandbox before the test: deletes and writes the caller's
+# files (stdin: names, each NUL-terminated, an empty name, then a tar), then prints
+# the snapshot. Exits 3 when tar could not write the files (its reasons on stderr).
+prepare() {
+  cd "/sandboxes/$avatar" || exit 2
+  [ -d "/home/$avatar/tmp" ] || mkdir -p "/home/$avatar/tmp" || exit 2
+  local -a deleted=()
+  local name
+  while IFS= read -r -d '' name && [ -n "$name" ]; do deleted+=("./$name"); done
+  if ((${#deleted[@]})); then
+    printf '%s\0' "${deleted[@]}" | xargs -0 rm -f -- 2>/dev/null
+  fi
+  tar -x --no-same-owner --no-same-permissions --touch || exit 3
+  # What the avatar made unreadable is left out of both snapshots alike: not a failure.
+  snapshot
+  return 0
+}
+
+# Runs as the avatar, after all its processes are gone: compares its sandbox with the
 # snapshot on stdin and emits the text files the run created or changed, and the
 # names of those it deleted. Never follows a symlink, never returns one.
 collect() {
   local max_files=$1 max_deleted=$2
-  local -A before=() hash=()
-  local path stamp record size
+  cd "/sandboxes/$avatar" || exit 2
+  local -A before=() hash=() size=()
+  local path stamp record
   while IFS= read -r -d '' path && [ -n "$path" ] && IFS= read -r -d '' stamp; do
     before[$path]=$stamp
   done
@@ -91,6 +134,7 @@ collect() {
 
   local -a created=() changed=()
   while IFS= read -r -d '' path && IFS= read -r -d '' stamp; do
+    size[$path]=${stamp%%:*}
     if [ -z "${before[$path]+set}" ]; then
       created+=("$path")
     else
@@ -111,20 +155,22 @@ collect() {
 same_content() {
   local old=${hash[$1]:-} new
   [ -n "$old" ] || return 1
-  new=$(sha1sum -z -- "./$1" 2>/dev/null) || return 1
+  new=$(sha1sum -- "./$1" 2>/dev/null) || return 1
+  # sha1sum marks a line whose name it had to escape with a leading backslash.
+  [ "${new:0:1}" = '\' ] && new=${new:1}
   [ "${new:0:40}" = "$old" ]
 }
 
 emit_texts() { # kind max paths...: the first max text files, in name order
-  local kind=$1 max=$2 path size count=0
+  local kind=$1 max=$2 path bytes count=0
   shift 2
   (($#)) || return 0
   while IFS= read -r -d '' path; do
     ((count < max)) || return 0
-    size=$(stat -c %s -- "./$path") || continue
+    bytes=${size[$path]}
     # Text is what has no NUL byte in grep's first buffer; an empty file is text.
-    if ((size == 0)) || LC_ALL=C grep -qI '' -- "./$path"; then
-      emit_file "$kind" "$path" "$((size > TEXT_LIMIT))" "./$path" "$((size > TEXT_LIMIT ? TEXT_LIMIT : size))"
+    if ((bytes == 0)) || LC_ALL=C grep -qI '' -- "./$path"; then
+      emit_file "$kind" "$path" "$((bytes > TEXT_LIMIT))" "./$path" "$((bytes > TEXT_LIMIT ? TEXT_LIMIT : bytes))"
       ((count++))
     fi
   done < <(printf '%s\0' "$@" | sort -z)
@@ -139,8 +185,8 @@ avatar_new() {
     printf '%s:x:%s:%s::%s:/bin/bash\n' "$avatar" "$uid" "$uid" "/home/$avatar" >>/etc/passwd
     printf '%s:x:%s:\n' "$avatar" "$uid" >>/etc/group
   ) 9>"$STATE/passwd.lock" || { emit failed "passwd"; return; }
-  as_avatar mkdir -p "/home/$avatar/tmp" </dev/null
-  if ! in_sandbox tar -x --no-same-owner --no-same-permissions --touch 2>"$STATE/$avatar.tar.err"; then
+  if ! as_avatar bash -c 'cd "$1" && mkdir -p "$2" && exec tar -x --no-same-owner --no-same-permissions --touch' \
+    avatar_new "/sandboxes/$avatar" "/home/$avatar/tmp" 2>"$STATE/$avatar.tar.err"; then
     emit_failure tar "$STATE/$avatar.tar.err"
     return
   fi
@@ -170,58 +216,64 @@ avatar_exists() {
 }
 
 # stdin: the names to delete, each NUL-terminated, then an empty name, then a tar of
-# the files to write. Emits started, then finished, then the run's text files.
+# the files to write. Emits started, finished, oom_kills, stdout and stderr, then the
+# run's text files.
 run() {
   local max_seconds=$1 max_files=$2 max_deleted=$3
   lock "$avatar"
   if ! avatar_entered; then emit missing "$avatar"; return; fi
-  local -a deleted=()
-  local name
-  while IFS= read -r -d '' name && [ -n "$name" ]; do deleted+=("$name"); done
-
-  work=$(mktemp -d "$STATE/run.XXXXXX") || { emit failed mktemp; return; }
-  trap 'rm -rf "$work"' EXIT
-  # A run that died half-way (a killed runner, a restarted engine) may have left some.
-  kill_avatar 2>/dev/null
-  as_avatar mkdir -p "/home/$avatar/tmp" </dev/null
-  if ((${#deleted[@]})); then
-    printf '%s\0' "${deleted[@]}" | in_sandbox xargs -0 rm -f -- 2>/dev/null
+  # The avatar's lock makes this folder its run's alone.
+  local work=$STATE/$avatar
+  if [ ! -p "$work/err" ]; then
+    mkdir -p "$work" && mkfifo "$work/out" "$work/err" || { emit failed work; return; }
   fi
-  if ! in_sandbox tar -x --no-same-owner --no-same-permissions --touch 2>"$work/tar.err"; then
-    emit_failure tar "$work/tar.err"
-    return
-  fi
-  in_sandbox bash -c "$(declare -f snapshot); TEXT_LIMIT=$TEXT_LIMIT snapshot" >"$work/before" </dev/null
+  as_avatar_command prepare >"$work/before" 2>"$work/prepare.err"
+  case $? in
+    0) ;;
+    3) emit_failure tar "$work/prepare.err"; return ;;
+    *) emit_failure prepare "$work/prepare.err"; return ;;
+  esac
 
   # Output is cut here, in the container: a flood never crosses the engine's socket.
-  mkfifo "$work/out" "$work/err"
-  { head -c "$TEXT_LIMIT" >"$work/stdout"; wc -c >"$work/stdout.rest"; } <"$work/out" &
+  (head -c "$TEXT_LIMIT" >"$work/stdout"; exec wc -c >"$work/stdout.rest") <"$work/out" &
   local stdout_reader=$!
-  { head -c "$TEXT_LIMIT" >"$work/stderr"; wc -c >"$work/stderr.rest"; } <"$work/err" &
+  (head -c "$TEXT_LIMIT" >"$work/stderr"; exec wc -c >"$work/stderr.rest") <"$work/err" &
   local stderr_reader=$!
 
-  local ooms_before started ended status
-  ooms_before=$(oom_kills)
+  local ooms_before ooms_after started ended status clock reaper
+  read_oom_kills ooms_before
+  exec {clock}> >(reaper "$max_seconds" >/dev/null 2>"$work/kill.err")
+  reaper=$!
   emit started "$avatar"
   started=$EPOCHREALTIME
-  # timeout runs as root, out of the avatar's reach. The avatar's processes are the
-  # OOM killer's first choice, never the kata's init or its sleep; and they run at
-  # nice 19, so that however many of them spin, the runner's own steps in this kata
-  # (this script, other avatars' file I/O) still get the CPU. Within the kata only:
-  # the kata's share of the host's CPU is its cgroup's, whatever the nice values.
-  timeout -s KILL "$max_seconds" setpriv --reuid="$uid" --regid="$uid" --clear-groups -- \
-    env -C "/sandboxes/$avatar" nice -n 19 bash -c 'echo 1000 >/proc/self/oom_score_adj; exec bash ./cyber-dojo.sh' \
-    >"$work/out" 2>"$work/err" </dev/null 8>&-
+  # cyber-dojo.sh, as the avatar, in its sandbox. Its processes are the OOM killer's
+  # first choice, never the kata's init or its sleep; they cannot signal this script,
+  # the clock or the output readers, which are root's.
+  (
+    echo 1000 >/proc/self/oom_score_adj
+    exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- \
+      bash -c 'cd "$1" && exec bash ./cyber-dojo.sh' cyber-dojo "/sandboxes/$avatar"
+  ) >"$work/out" 2>"$work/err" </dev/null 8>&- {clock}>&- &
+  wait $!
   status=$?
   ended=$EPOCHREALTIME
-  local micros=$((${ended/./} - ${started/./}))
-  emit finished "$((micros / 1000))" "$status"
-  kill_avatar 2>"$work/kill.err" || emit_failure kill "$work/kill.err"
+  exec {clock}>&-
+  emit finished "$(((${ended/./} - ${started/./}) / 1000))" "$status"
+  wait "$reaper"
+  case $? in
+    0 | 124) ;;
+    *) kill_avatar 2>>"$work/kill.err" || emit_failure kill "$work/kill.err" ;;
+  esac
   wait "$stdout_reader" "$stderr_reader"
-  emit oom_kills "$(($(oom_kills) - ooms_before))"
-  emit_file stdout "" "$(($(<"$work/stdout.rest") > 0))" "$work/stdout" "$(stat -c %s "$work/stdout")"
-  emit_file stderr "" "$(($(<"$work/stderr.rest") > 0))" "$work/stderr" "$(stat -c %s "$work/stderr")"
-  in_sandbox bash -c "$(declare -f collect same_content emit_texts emit emit_file); TEXT_LIMIT=$TEXT_LIMIT collect $max_files $max_deleted" <"$work/before"
+  read_oom_kills ooms_after
+  emit oom_kills "$((ooms_after - ooms_before))"
+  local rest sizes
+  sizes=($(stat -c %s "$work/stdout" "$work/stderr"))
+  read -r rest <"$work/stdout.rest"
+  emit_file stdout "" "$((rest > 0))" "$work/stdout" "${sizes[0]}"
+  read -r rest <"$work/stderr.rest"
+  emit_file stderr "" "$((rest > 0))" "$work/stderr" "${sizes[1]}"
+  as_avatar_command collect "$max_files" "$max_deleted" <"$work/before"
 }
 
 # The host's watchdog: kills the avatar's processes when a run outlived its limit.
@@ -233,6 +285,8 @@ command=$1 avatar=$2 uid=$3
 shift 3
 case $command in
   avatar_new | avatar_old | avatar_exists | run | kill_all) "$command" "$@" ;;
+  # Commands the script gives itself, as the avatar; never root's.
+  prepare | collect) ((EUID == uid)) && "$command" "$@"; exit ;;
   *) echo "unknown command: $command" >&2; exit 2 ;;
 esac
 emit end "$command"
