@@ -24,6 +24,7 @@ export interface Config {
   bodyLimitBytes: number;
   reapSchedule: string | null; // null: another process reaps
   uidBase: number;
+  runsAtOnce: number; // per kata, per runner process; the rest queue
   imagePullTimeoutMs: number;
   startPointsDir: string;
   imagePrefix: string; // start point <name> is image <imagePrefix><name>
@@ -91,6 +92,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: size(env, 'BODY_LIMIT', '8m', 1024, 1024 ** 3),
     reapSchedule: reap === 'off' ? null : reap,
     uidBase: number(env, 'AVATAR_UID_BASE', 2_000_000, 100_000, 2 ** 30),
+    runsAtOnce: number(env, 'KATA_RUNS_AT_ONCE', 4, 1, 64),
     imagePullTimeoutMs: number(env, 'IMAGE_PULL_TIMEOUT_SECONDS', 120, 1, 3600) * 1000,
     startPointsDir: env.START_POINTS_DIR ?? `${projectRoot}deploy/start-points`,
     imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',

@@ -6,6 +6,7 @@ import type { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
 import type { Engine } from './engine.ts';
 import type { Katas } from './katas.ts';
+import type { KeyedLimiter } from './limiter.ts';
 import type { StartPoint } from './start-points.ts';
 
 export interface Services {
@@ -13,6 +14,7 @@ export interface Services {
   engine: Engine;
   katas: Katas;
   colourRules: ColourRulesCache;
+  runs: KeyedLimiter; // by kata: config.runsAtOnce of its runs at once
   startPoints: () => StartPoint[];
   log: FastifyBaseLogger;
 }

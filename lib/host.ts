@@ -13,6 +13,7 @@ import { DockerEngine, type Engine } from './engine.ts';
 import { EngineError, errors, malformed, RunnerError } from './errors.ts';
 import type { RunnerFunction, Services } from './function.ts';
 import { Katas } from './katas.ts';
+import { KeyedLimiter } from './limiter.ts';
 import { loadStartPoints, type StartPoint } from './start-points.ts';
 
 export interface HostOptions {
@@ -66,6 +67,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     engine,
     katas: new Katas(engine, config, app.log),
     colourRules: new ColourRulesCache(engine, app.log),
+    runs: new KeyedLimiter(config.runsAtOnce),
     startPoints: () => (startPoints ??= loadStartPoints(config.startPointsDir, config.imagePrefix)),
     log: app.log,
   };

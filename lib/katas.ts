@@ -36,6 +36,7 @@ export const avatarUid = (config: Config, kata: Kata, avatar: AvatarName) =>
 const STOPPED = new Set(['exited', 'dead']);
 // A container between create and start belongs to a kata_new under way; leave it be.
 const CREATE_GRACE_MS = 60_000;
+const SWEEP_AT_ONCE = 8;
 
 export class Katas {
   constructor(
@@ -162,18 +163,22 @@ export class Katas {
   // passed their deadline. Several sweeps may race; each container is reported once.
   async sweep(): Promise<string[]> {
     const now = Date.now();
-    const removed: string[] = [];
     const reapable = (c: ContainerSummary) =>
       c.state === 'created'
         ? now - c.created * 1000 >= CREATE_GRACE_MS
         : STOPPED.has(c.state) || !(new Date(c.labels[LABEL.deadline] ?? 0).getTime() > now);
-    for (const c of await this.engine.listContainers([`${LABEL.runner}=${this.config.runnerName}`])) {
-      if (!reapable(c)) continue;
-      if (await this.engine.removeContainer(c.id)) {
-        const kataId = c.labels[LABEL.kataId] ?? '';
-        this.log.info({ kataId, containerId: c.id, state: c.state, deadline: c.labels[LABEL.deadline] }, 'kata reaped');
-        removed.push(kataId);
-      }
+    const due = (await this.engine.listContainers([`${LABEL.runner}=${this.config.runnerName}`])).filter(reapable);
+    const removed: string[] = [];
+    // A removal is ~100 ms of the engine's time, mostly waiting: a few at once.
+    for (let i = 0; i < due.length; i += SWEEP_AT_ONCE) {
+      await Promise.all(
+        due.slice(i, i + SWEEP_AT_ONCE).map(async (c) => {
+          if (!(await this.engine.removeContainer(c.id))) return;
+          const kataId = c.labels[LABEL.kataId] ?? '';
+          this.log.info({ kataId, containerId: c.id, state: c.state, deadline: c.labels[LABEL.deadline] }, 'kata reaped');
+          removed.push(kataId);
+        }),
+      );
     }
     return removed;
   }

@@ -123,7 +123,8 @@ export default defineFunction({
           const request = resurrected
             ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env }
             : { changed: body.changed_files, deleted: body.deleted_filenames, maxSeconds: body.max_seconds, env };
-          return runTests(engine, target(kata), request, log);
+          // The clock of max_seconds starts when cyber-dojo.sh does, not while queued.
+          return services.runs.run(kata.kataId, () => runTests(engine, target(kata), request, log));
         });
       } catch (e) {
         // The kata expired or was removed under the run: once, bring it back.
