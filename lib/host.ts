@@ -85,6 +85,16 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  // Answers given while closing end their connection: one kept alive would hold
+  // close() for the whole keep-alive timeout after the last request under way.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const e = contractError(error);
     const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? 'host';
