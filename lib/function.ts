@@ -15,6 +15,7 @@ export interface Services {
   katas: Katas;
   colourRules: ColourRulesCache;
   runs: KeyedLimiter; // by kata: config.runsAtOnce of its runs at once
+  avatarRuns: KeyedLimiter; // by kata and avatar: one at a time, before taking a place in `runs`
   startPoints: () => StartPoint[];
   log: FastifyBaseLogger;
 }

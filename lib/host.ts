@@ -68,6 +68,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     katas: new Katas(engine, config, app.log),
     colourRules: new ColourRulesCache(engine, app.log),
     runs: new KeyedLimiter(config.runsAtOnce),
+    avatarRuns: new KeyedLimiter(1),
     startPoints: () => (startPoints ??= loadStartPoints(config.startPointsDir, config.imagePrefix)),
     log: app.log,
   };

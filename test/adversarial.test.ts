@@ -7,8 +7,10 @@ import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startRunner } from './helper.ts';
-import { attackAndEnd, victimFiles, type Attack } from './attack-helper.ts';
+import { attackAndEnd, twoAvatarKata, victimFiles, type Attack } from './attack-helper.ts';
+import { run } from './run-helper.ts';
 
 t.setTimeout(900_000);
 
@@ -215,4 +217,22 @@ t.test('no network: the internet, the docker0 gateway, the metadata address, DNS
   });
   t.equal(hostile.stdout.content, [...targets.map((to) => `no connection to ${to}`), 'no DNS', 'no Docker socket', ''].join('\n'));
   t.match(hostile.stderr.content, /Network is unreachable/);
+});
+
+t.test("many runs of one avatar at once hold one of the kata's places, not all of them", async (t) => {
+  const runner = await startRunner(t);
+  const kata = await twoAvatarKata(runner, 'python');
+  // Each of lion's runs notes its start in the kata's shared /tmp, for salmon to count.
+  const note = 'umask 022; echo begun >>"/tmp/begun-$CYBER_DOJO_AVATAR_NAME"';
+  const lions = Array.from({ length: 8 }, () => run(runner, kata.id, { changed: script(note, 'sleep 2'), maxSeconds: 5 }));
+  await sleep(500);
+  const victim = victimFiles('python');
+  victim['cyber-dojo.sh'] = `echo "lion's runs begun: $(wc -l </tmp/begun-lion)"\n${victim['cyber-dojo.sh']}`;
+  const salmon = (await run(runner, kata.id, { avatar: 'salmon', changed: victim, maxSeconds: 20 })).body.run;
+  t.equal(salmon.colour, 'green');
+  // Lion's runs wait for each other: all but the first wait outside the kata's places.
+  t.match(salmon.stdout.content, /^lion's runs begun: 1$/m, "salmon's run began while lion's first ran");
+  const answers = await Promise.all(lions);
+  t.same(answers.map((a) => a.body.run?.colour), Array(8).fill('amber'), "all lion's runs ran, none timed out waiting");
+  t.equal((await kata.runner.post('kata_old', { kata_id: kata.id })).status, 200);
 });

@@ -124,7 +124,9 @@ export default defineFunction({
             ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env }
             : { changed: body.changed_files, deleted: body.deleted_filenames, maxSeconds: body.max_seconds, env };
           // The clock of max_seconds starts when cyber-dojo.sh does, not while queued.
-          return services.runs.run(kata.kataId, () => runTests(engine, target(kata), request, log));
+          // An avatar's runs wait for each other first: waiting on its lock in the kata,
+          // they would hold places of the kata's that other avatars' runs could use.
+          return services.avatarRuns.run(`${kata.kataId}/${avatar}`, () => services.runs.run(kata.kataId, () => runTests(engine, target(kata), request, log)));
         });
       } catch (e) {
         // The kata expired or was removed under the run: once, bring it back.
