@@ -11,6 +11,7 @@ export interface KataLimits {
   nofile: number; // open files per process
   fsizeBytes: number; // largest file a process may write
   sandboxBytes: number; // each avatar's /sandboxes/<avatar> tmpfs
+  sandboxFiles: number; // its files, folders and links (inodes)
   homeBytes: number; // each avatar's /home/<avatar> tmpfs (caches, TMPDIR)
   tmpBytes: number; // the kata's shared /tmp and /var/tmp
   shmBytes: number; // the kata's shared /dev/shm
@@ -80,6 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nofile: number(env, 'KATA_NOFILE', 1024, 64, 65536),
     fsizeBytes: size(env, 'KATA_FSIZE', '64m', 1024 ** 2, 16 * 1024 ** 3),
     sandboxBytes: size(env, 'SANDBOX_SIZE', '64m', 1024 ** 2, memoryBytes),
+    sandboxFiles: number(env, 'SANDBOX_FILES', 1024, 64, 1_000_000),
     homeBytes: size(env, 'HOME_SIZE', '64m', 1024 ** 2, memoryBytes),
     tmpBytes: size(env, 'KATA_TMP_SIZE', '64m', 1024 ** 2, memoryBytes),
     shmBytes: size(env, 'KATA_SHM_SIZE', '16m', 1024 ** 2, memoryBytes),

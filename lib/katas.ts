@@ -222,7 +222,8 @@ export class Katas {
     AVATARS.forEach((avatar, index) => {
       const uid = this.config.uidBase + 64 * slot + index;
       const options = `rw,exec,nosuid,nodev,mode=0700,uid=${uid},gid=${uid}`;
-      tmpfs[`/sandboxes/${avatar}`] = `${options},size=${limits.sandboxBytes}`;
+      // Its file count is bounded too: every run reads the sandbox's list of files.
+      tmpfs[`/sandboxes/${avatar}`] = `${options},size=${limits.sandboxBytes},nr_inodes=${limits.sandboxFiles}`;
       tmpfs[`/home/${avatar}`] = `${options},size=${limits.homeBytes}`;
     });
     return {

@@ -185,6 +185,16 @@ t.test("filling lion's sandbox, home, /tmp, /var/tmp and /dev/shm", async (t) =>
   t.same(full, ['/sandboxes/lion', '/home/lion', '/tmp', '/var/tmp', '/dev/shm'].map((mount) => `${mount} 0 free`), 'every one of them was filled');
 });
 
+t.test("as many files as lion can make in its sandbox, then a loop", async (t) => {
+  const runner = await startRunner(t);
+  // Every run lists the sandbox's files: their number is bounded, so that work is too.
+  await attackAndEnd(t, runner, {
+    name: 'many files',
+    files: script('mkdir many && cd many && seq 300000 | xargs touch 2>/dev/null', 'while :; do :; done'),
+    expect: timedOut,
+  });
+});
+
 t.test('a file-handle bomb in 50 processes', async (t) => {
   const runner = await startRunner(t);
   const nofile = runner.config.limits.nofile;
