@@ -38,6 +38,8 @@ t.test("lion cannot read, write, list or signal salmon's files and processes, no
     ["read salmon's /tmp file", 'cat /tmp/salmon.txt'],
     ["delete salmon's /tmp file", 'rm -f /tmp/salmon.txt'],
     ["write salmon's /tmp file", 'echo lion >/tmp/salmon.txt'],
+    ["list the runner's work folders", 'ls /run/cyber-dojo'],
+    ["read salmon's output so far", 'cat /run/cyber-dojo/salmon/stdout'],
     ["read salmon's environment", 'cat /proc/$sleeper/environ'],
     ["list salmon's working folder", 'ls /proc/$sleeper/cwd/'],
     ["stop salmon's sleep", 'kill -STOP $sleeper'],
