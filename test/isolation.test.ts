@@ -119,11 +119,11 @@ t.test("symlinks lion plants are not returned, and changed_files are not written
   await end(t, outcome);
 });
 
-t.test('setuid-root programs give lion nothing', async (t) => {
+t.test('setuid-root programs and user namespaces give lion nothing', async (t) => {
   const runner = await startRunner(t);
   const planted = ['/usr/local/bin/rootbash', '/tmp/rootbash'];
   const outcome = await attack(t, runner, {
-    name: 'setuid-root bash, su, passwd',
+    name: 'setuid-root bash, su, passwd, unshare',
     before: async ({ containerId }) => {
       t.equal(await inContainer(containerId, 'find / -xdev -perm /6000 -type f'), '', 'the image has no setuid or setgid program');
       // Root in the kata owns these folders, so it may plant them: one copy on the
@@ -136,11 +136,13 @@ t.test('setuid-root programs give lion nothing', async (t) => {
         ...planted.map((path) => `echo "${path}: euid $(${path} -p -c 'id -u')"`),
         'if su -c true root </dev/null >/dev/null 2>&1; then echo "su: root"; else echo "su: refused"; fi',
         'if passwd -d lion </dev/null >/dev/null 2>&1; then echo "passwd: changed"; else echo "passwd: refused"; fi',
+        // Root in a user namespace of its own would be a start for other tricks.
+        'if unshare -Ur true </dev/null >/dev/null 2>&1; then echo "unshare: root in a namespace"; else echo "unshare: refused"; fi',
         '',
       ].join('\n'),
     },
     expect: amber,
   });
-  t.equal(outcome.hostile.stdout.content, [...planted.map((path) => `${path}: euid ${outcome.lionUid}`), 'su: refused', 'passwd: refused', ''].join('\n'));
+  t.equal(outcome.hostile.stdout.content, [...planted.map((path) => `${path}: euid ${outcome.lionUid}`), 'su: refused', 'passwd: refused', 'unshare: refused', ''].join('\n'));
   await end(t, outcome);
 });
