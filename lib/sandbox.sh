@@ -69,15 +69,49 @@ kill_avatar() {
 
 # A run's clock, started before cyber-dojo.sh and already resident when it is needed:
 # at max_seconds, or as soon as its stdin closes, it kills the avatar's processes.
-# Exits 124 when the limit came first. Being resident, it needs no fork to act, and
-# as a sleeper it is scheduled at once, however many of the avatar's processes spin.
+# Being resident, it needs no fork to act, however many of the avatar's processes spin.
+# It is also the kata's memory guard for this run: the kernel has no memory account per
+# uid, and its OOM killer takes the largest process, whoever owns it, so many small
+# hogs of one avatar would get another's tests killed. When the kata's unreclaimable
+# memory passes 90% of its limit, the avatar holding the most memory is the one killed.
+# Exits 0 when asked, 124 at the time limit, 125 for memory.
 reaper() {
   exec perl -e "$KILL_AVATAR"'
     my ($uid, $limit) = @ARGV;
+    sub now { open(my $f, "<", "/proc/uptime") or die "no /proc/uptime\n"; (split " ", <$f>)[0] }
+    sub read_value { for (@_) { open(my $f, "<", $_) or next; my $v = <$f>; chomp $v; return $v } undef }
+    my $max = read_value("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    my ($usage) = grep { -r } "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes";
+    my ($stat) = grep { -r } "/sys/fs/cgroup/memory.stat", "/sys/fs/cgroup/memory/memory.stat";
+    sub unreclaimable { # usage less the page cache of files, which the kernel frees first
+      my $used = read_value($usage);
+      open(my $f, "<", $stat) or return $used;
+      my %bytes = map { (split)[0, 1] } <$f>;
+      $used - ($bytes{total_active_file} // $bytes{active_file} // 0) - ($bytes{total_inactive_file} // $bytes{inactive_file} // 0);
+    }
+    sub largest { # the uid, root not counted, whose processes hold the most memory
+      my %rss;
+      opendir(my $proc, "/proc") or return -1;
+      for my $pid (grep { /^\d+$/ } readdir $proc) {
+        open(my $f, "<", "/proc/$pid/status") or next;
+        my ($owner, $kb) = (0, 0);
+        while (<$f>) { $owner = (split)[1] if /^Uid:/; $kb = (split)[1] if /^VmRSS:/ }
+        $rss{$owner} += $kb if $owner;
+      }
+      (sort { $rss{$b} <=> $rss{$a} } keys %rss)[0] // -1;
+    }
+    my $guard = defined $max && $max =~ /^\d+$/ && $usage && $stat;
     my $stdin = ""; vec($stdin, 0, 1) = 1;
-    my $timed_out = select(my $ready = $stdin, undef, undef, $limit) == 0;
+    my $end = now() + $limit;
+    my $why = 0;
+    for (;;) {
+      my $left = $end - now();
+      if ($left <= 0) { $why = 124; last }
+      last if select(my $ready = $stdin, undef, undef, $left < 0.1 ? $left : 0.1) > 0;
+      if ($guard && unreclaimable() > 0.9 * $max && largest() == $uid) { $why = 125; last }
+    }
     kill_avatar($uid);
-    exit($timed_out ? 124 : 0);' "$uid" "$1"
+    exit $why;' "$uid" "$1"
 }
 
 read_oom_kills() { # sets variable $1 to the kata cgroup's count of OOM kills (v2 or v1)
@@ -216,8 +250,8 @@ avatar_exists() {
 }
 
 # stdin: the names to delete, each NUL-terminated, then an empty name, then a tar of
-# the files to write. Emits started, finished, oom_kills, stdout and stderr, then the
-# run's text files.
+# the files to write. Emits started, finished, (memory_guard,) oom_kills, stdout and
+# stderr, then the run's text files.
 run() {
   local max_seconds=$1 max_files=$2 max_deleted=$3
   lock "$avatar"
@@ -246,14 +280,13 @@ run() {
   reaper=$!
   emit started "$avatar"
   started=$EPOCHREALTIME
-  # cyber-dojo.sh, as the avatar, in its sandbox. Its processes are the OOM killer's
-  # first choice, never the kata's init or its sleep; they cannot signal this script,
-  # the clock or the output readers, which are root's.
-  (
-    echo 1000 >/proc/self/oom_score_adj
-    exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- \
-      bash -c 'cd "$1" && exec bash ./cyber-dojo.sh' cyber-dojo "/sandboxes/$avatar"
-  ) >"$work/out" 2>"$work/err" </dev/null 8>&- {clock}>&- &
+  # cyber-dojo.sh, as the avatar, in its sandbox. It cannot signal this script, the
+  # clock or the output readers, which are root's. Its oom_score_adj stays 0, the
+  # floor an unprivileged process may set: no avatar can make itself a smaller target
+  # than another.
+  setpriv --reuid="$uid" --regid="$uid" --clear-groups -- \
+    bash -c 'cd "$1" && exec bash ./cyber-dojo.sh' cyber-dojo "/sandboxes/$avatar" \
+    >"$work/out" 2>"$work/err" </dev/null 8>&- {clock}>&- &
   wait $!
   status=$?
   ended=$EPOCHREALTIME
@@ -262,6 +295,7 @@ run() {
   wait "$reaper"
   case $? in
     0 | 124) ;;
+    125) emit memory_guard "$avatar" ;;
     *) kill_avatar 2>>"$work/kill.err" || emit_failure kill "$work/kill.err" ;;
   esac
   wait "$stdout_reader" "$stderr_reader"

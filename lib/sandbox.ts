@@ -247,7 +247,8 @@ export async function runTests(
     stderr: writeFailure ? text(writeFailure) : text(find('stderr')),
     status: writeFailure ? 1 : status,
     timedOut: !writeFailure && timedOut,
-    oomKilled: !timedOut && status === 137 && Number(find('oom_kills')?.name ?? 0) > 0,
+    // The kernel's OOM killer fired during the run, or the kata's memory guard chose it.
+    oomKilled: !timedOut && status === 137 && (Number(find('oom_kills')?.name ?? 0) > 0 || find('memory_guard') !== undefined),
     created: Object.fromEntries(named('created').map((r) => [r.name, text(r)])),
     changed: Object.fromEntries(named('changed').map((r) => [r.name, text(r)])),
     deleted: named('deleted').map((r) => r.name),

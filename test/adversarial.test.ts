@@ -119,12 +119,8 @@ t.test('a memory bomb is oom_killed, and the OOM killer takes it, not the other 
   await attackAndEnd(t, runner, { name: 'memory bomb', files: script(...bomb), victim: holdingVictim(), maxSeconds: 3, expect: oomKilled });
 });
 
-// Avatar processes start at oom_score_adj 1000, so that the OOM killer prefers them to
-// the kata's own; but a process may lower its own back to the floor of 0 with no
-// capability, and then every other avatar's processes go first. Only a writer with
-// CAP_SYS_RESOURCE raises the floor, and this engine cannot grant it to a container.
-const LOWERED = "an avatar may lower its oom_score_adj from 1000 to 0, below every other avatar's";
-
+// A process may lower its own oom_score_adj to 0 with no capability; avatars' processes
+// are all at 0, so no avatar can make another's the OOM killer's preferred target.
 t.test('a memory bomb that lowers its own oom_score_adj: the OOM killer still takes it, not the other avatar', async (t) => {
   const runner = await startRunner(t, { KATA_MEMORY: '256m' });
   await attackAndEnd(t, runner, {
@@ -133,16 +129,13 @@ t.test('a memory bomb that lowers its own oom_score_adj: the OOM killer still ta
     victim: holdingVictim(),
     maxSeconds: 3,
     expect: oomKilled,
-    todo: { victim: LOWERED },
   });
 });
 
-// Each of the bomb's processes is smaller than salmon's, and the OOM killer takes the
-// largest process, whoever owns it: salmon's. An avatar's memory cannot be told apart
-// from another's inside one memory cgroup without a watcher that sums it per uid.
-const MANY_SMALL = "the OOM killer takes the largest process, salmon's, not the avatar using most memory";
-
-t.test('a memory bomb of many small processes: the OOM killer takes them, not the other avatar', async (t) => {
+// Each of the bomb's processes is smaller than salmon's, and the kernel's OOM killer
+// takes the largest process, whoever owns it: here the runner's memory guard, which
+// counts memory per avatar, kills lion first.
+t.test('a memory bomb of many small processes: the memory guard takes them, not the other avatar', async (t) => {
   const runner = await startRunner(t, { KATA_MEMORY: '256m' });
   const hog = "import time; b = b'x' * (8 << 20); time.sleep(60)";
   await attackAndEnd(t, runner, {
@@ -150,8 +143,7 @@ t.test('a memory bomb of many small processes: the OOM killer takes them, not th
     files: script(`for i in $(seq 30); do python3 -c "${hog}" & done`, 'wait'),
     victim: holdingVictim(),
     maxSeconds: 3,
-    expect: timedOut,
-    todo: { victim: MANY_SMALL },
+    expect: oomKilled,
   });
 });
 

@@ -36,7 +36,7 @@ export async function startRunner(t: Tap, env: Record<string, string> = {}, clie
     REAP_SCHEDULE: 'off',
     ...env,
   });
-  const app = await buildHost({ config, functions, docker: client, logger: { level: process.env.TEST_LOG_LEVEL ?? 'warn' } });
+  const app = await buildHost({ config, functions, docker: client, logger: { level: process.env.TEST_LOG_LEVEL ?? 'error' } });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
