@@ -244,9 +244,10 @@ export class Katas {
       HostConfig: {
         Init: true,
         NetworkMode: 'none',
-        // Root in the container only switches to an avatar's uid (sandbox.sh).
+        // Root in the container is only ever the runner (sandbox.sh): it switches to an
+        // avatar's uid, and puts the run's clock ahead of the avatar's processes.
         CapDrop: ['ALL'],
-        CapAdd: ['SETUID', 'SETGID'],
+        CapAdd: ['SETUID', 'SETGID', 'SYS_NICE'],
         SecurityOpt: ['no-new-privileges'],
         PidsLimit: limits.pids,
         Memory: limits.memoryBytes,
