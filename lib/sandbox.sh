@@ -241,6 +241,8 @@ avatar_old() {
     as_avatar chmod -R u=rwx,go= -- "$dir" </dev/null
     as_avatar find "$dir" -mindepth 1 -delete </dev/null
   done
+  # What it left in the kata's shared temporary folders goes too: its uid is reused.
+  as_avatar find /tmp /var/tmp /dev/shm -mindepth 1 -user "$uid" -delete </dev/null 2>/dev/null
   (
     flock -w 60 9 || exit 1
     sed -i "/^$avatar:/d" /etc/passwd /etc/group

@@ -211,7 +211,8 @@ t.test('avatar_old: its processes, sandbox, home and user go; entering again sta
   const runner = await startRunner(t);
   const id = await kataWithAvatar(runner, {
     // A folder the avatar made unreadable to itself must go too.
-    'cyber-dojo.sh': 'echo secret > "$HOME/secret.txt"; mkdir -p made/deep; echo x > made/deep/f.txt; chmod 0 made/deep made',
+    // And so must what it left in the kata's shared temporary folders.
+    'cyber-dojo.sh': 'echo secret > "$HOME/secret.txt"; mkdir -p made/deep; echo x > made/deep/f.txt; chmod 0 made/deep made; mkdir /tmp/lion-dir; touch /tmp/lion-dir/f /var/tmp/lion.txt /dev/shm/lion.txt',
     'old.txt': 'old',
   });
   t.equal((await run(runner, id, 'lion')).status, 200);
@@ -227,6 +228,7 @@ t.test('avatar_old: its processes, sandbox, home and user go; entering again sta
   t.equal(await processesOf(container, uid), 0, 'its processes are killed');
   t.equal(await inContainer(container, 'find /sandboxes/lion /home/lion -mindepth 1 2>&1', `${uid}:${uid}`), '', 'its sandbox and home are empty, and open to it');
   t.equal(await inContainer(container, 'cat /etc/passwd /etc/group | grep -c "^lion:"'), '0\n', 'its user and group are gone');
+  t.equal(await inContainer(container, 'ls -A /tmp /var/tmp /dev/shm'), '/dev/shm:\n\n/tmp:\n\n/var/tmp:\n', 'and its files in the shared temporary folders');
   t.strictSame(await runner.post('avatar_old', { kata_id: id, avatar_name: 'lion' }), { status: 404, body: error('avatar_old', 'avatar_name:!exists') });
   t.strictSame(await run(runner, id, 'lion'), { status: 404, body: error('run', 'avatar_name:!exists') });
 
