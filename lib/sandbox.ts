@@ -177,8 +177,8 @@ export interface RunOutcome {
   fault?: string; // a runner-side reason the run cannot be classified
 }
 
-// The host's own clock backs up the in-container timeout: a run still going this
-// long after its limit has its processes killed from a second exec.
+// The host's own clock backs up the run's clock in the container (sandbox.sh's
+// reaper): a run still going this long after its limit is killed from a second exec.
 const WATCHDOG_GRACE_MS = 1000;
 // And an exec that still has not come back this long after that is abandoned.
 const ABANDON_AFTER_MS = 5000;
