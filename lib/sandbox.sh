@@ -7,7 +7,6 @@
 # Answers go to stdout as records: kind NUL name NUL flag NUL length NUL <length bytes>.
 set -uo pipefail
 umask 077
-shopt -s nullglob
 
 readonly STATE=/run/cyber-dojo   # root-only tmpfs: locks and per-run work dirs
 readonly TEXT_LIMIT=51200        # bytes of stdout, stderr and each returned file

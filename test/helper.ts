@@ -108,6 +108,15 @@ export async function containerOf(runner: Runner, id: string): Promise<string> {
   return (await docker.getContainer(`${runner.config.runnerName}-kata-${id}`).inspect()).Id;
 }
 
+// Ends a kata's container as an expiry or an engine restart would, and leaves it
+// there, exited, for the runner to find. Answers the container's id.
+export async function endKata(runner: Runner, id: string): Promise<string> {
+  const container = docker.getContainer(await containerOf(runner, id));
+  await container.kill();
+  await container.wait();
+  return container.id;
+}
+
 export function uidOf(runner: Runner, slot: number, avatarIndex: number): number {
   return runner.config.uidBase + 64 * slot + avatarIndex;
 }

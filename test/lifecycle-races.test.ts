@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { LABEL } from '../lib/katas.ts';
-import { BASE, containerOf, docker, inContainer, kataId, kataWithAvatar, startRunner, type Runner } from './helper.ts';
+import { BASE, containerOf, docker, endKata, inContainer, kataId, kataWithAvatar, startRunner, type Runner } from './helper.ts';
 
 const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
 const N = 5;
@@ -73,9 +73,7 @@ t.test(`${N} concurrent kata_new of an exited kata: one replaces it, the others 
   const runner = await startRunner(t);
   const id = kataId();
   t.equal((await runner.post('kata_new', { image_name: BASE, kata_id: id })).status, 200);
-  const old = await containerOf(runner, id);
-  await docker.getContainer(old).kill();
-  await docker.getContainer(old).wait();
+  const old = await endKata(runner, id);
   const answers = await Promise.all(Array.from({ length: N }, () => runner.post('kata_new', { image_name: BASE, kata_id: id })));
   t.strictSame(answers.map((a) => a.status).sort(), [200, ...Array(N - 1).fill(409)], 'one 200, the others 409');
   const list = await runner.containers();

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { AVATARS } from '../lib/args.ts';
 import { LABEL } from '../lib/katas.ts';
-import { BASE, containerOf, docker, inContainer, kataId, kataWithAvatar, processesOf, startRunner, uidOf, type Runner } from './helper.ts';
+import { BASE, containerOf, docker, endKata, inContainer, kataId, kataWithAvatar, processesOf, startRunner, uidOf, type Runner } from './helper.ts';
 
 const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
 // JSON, with the line separators that TAP would take for line breaks escaped too.
@@ -103,9 +103,7 @@ t.test('kata_new replaces an exited container of the same kata that was not yet 
   const runner = await startRunner(t);
   const id = kataId();
   t.equal((await runner.post('kata_new', { image_name: BASE, kata_id: id })).status, 200);
-  const old = await containerOf(runner, id);
-  await docker.getContainer(old).kill();
-  await docker.getContainer(old).wait();
+  const old = await endKata(runner, id);
   t.equal((await docker.getContainer(old).inspect()).State.Status, 'exited', 'the old container is still there, exited');
   t.strictSame((await runner.post('kata_exists', { kata_id: id })).body, { kata_exists: false }, 'an exited kata does not exist');
   t.strictSame(await runner.post('avatar_new', { kata_id: id, avatar_name: 'lion', starting_files: {} }), { status: 404, body: error('avatar_new', 'kata_id:!exists') });
@@ -118,8 +116,7 @@ t.test('kata_new replaces an exited container of the same kata that was not yet 
   t.strictSame((await runner.post('kata_exists', { kata_id: id })).body, { kata_exists: true });
 
   // kata_old of an exited kata: it had already ended, and its container goes too.
-  await docker.getContainer(renewed).kill();
-  await docker.getContainer(renewed).wait();
+  await endKata(runner, id);
   t.strictSame(await runner.post('kata_old', { kata_id: id }), { status: 404, body: error('kata_old', 'kata_id:!exists') });
   t.strictSame(await runner.containers(), []);
 });

@@ -2,13 +2,13 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LABEL } from '../lib/katas.ts';
-import { BASE, containerOf, docker, kataId, kataWithAvatar, startRunner, type Runner } from './helper.ts';
+import { BASE, docker, endKata, kataId, kataWithAvatar, startRunner, type Runner } from './helper.ts';
 
 const SCRIPT = { 'cyber-dojo.sh': 'cat note.txt', 'note.txt': 'first' };
 
 async function exitedKata(runner: Runner): Promise<string> {
   const id = await kataWithAvatar(runner, SCRIPT);
-  await docker.getContainer(await containerOf(runner, id)).kill();
+  await endKata(runner, id);
   return id;
 }
 
