@@ -36,6 +36,7 @@ export const avatarUid = (config: Config, kata: Kata, avatar: AvatarName) =>
 const STOPPED = new Set(['exited', 'dead']);
 // A container between create and start belongs to a kata_new under way; leave it be.
 const CREATE_GRACE_MS = 60_000;
+const underWay = (state: string, createdMs: number, now: number) => state === 'created' && now - createdMs < CREATE_GRACE_MS;
 const SWEEP_AT_ONCE = 8;
 
 export class Katas {
@@ -119,7 +120,7 @@ export class Katas {
     if (existing?.live) throw errors.kataExists();
     // A container not yet started is another kata_new's, under way: removing it would
     // fail that one, or, once it had started, answer 200 to both.
-    if (existing && info.state === 'created' && Date.now() - Date.parse(info.created) < CREATE_GRACE_MS) throw errors.kataExists();
+    if (existing && underWay(info.state, Date.parse(info.created), Date.now())) throw errors.kataExists();
     if (existing) await this.engine.removeContainer(existing.containerId);
     await this.ensureImage(imageName);
     const deadline = new Date(Date.now() + lifetimeSeconds * 1000);
@@ -163,10 +164,10 @@ export class Katas {
   // passed their deadline. Several sweeps may race; each container is reported once.
   async sweep(): Promise<string[]> {
     const now = Date.now();
+    // A container that never started past its grace is a kata_new that died half-way.
     const reapable = (c: ContainerSummary) =>
-      c.state === 'created'
-        ? now - c.created * 1000 >= CREATE_GRACE_MS
-        : STOPPED.has(c.state) || !(new Date(c.labels[LABEL.deadline] ?? 0).getTime() > now);
+      !underWay(c.state, c.created * 1000, now) &&
+      (c.state === 'created' || STOPPED.has(c.state) || !(new Date(c.labels[LABEL.deadline] ?? 0).getTime() > now));
     const due = (await this.engine.listContainers([`${LABEL.runner}=${this.config.runnerName}`])).filter(reapable);
     const removed: string[] = [];
     // A removal is ~100 ms of the engine's time, mostly waiting: a few at once.

@@ -26,7 +26,7 @@ emit_failure() { # what path holds: the reason, as text
 # fd 8 holds the avatar's lock: no process of the avatar may inherit it. Root cannot
 # enter an avatar's 0700 sandbox (it has no DAC capabilities): the avatar does.
 as_avatar() { setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@" 8>&-; }
-# Runs one of this script's avatar commands (prepare, collect) as the avatar.
+# Runs one of this script's avatar commands (write_files, prepare, collect) as the avatar.
 as_avatar_command() { as_avatar bash -c "$BASH_EXECUTION_STRING" cyber-dojo-sandbox "$1" "$avatar" "$uid" "${@:2}"; }
 
 lock() { # one avatar command at a time, whichever runner process sends it
@@ -137,10 +137,10 @@ snapshot() {
   find . -mindepth 1 -type f -size -$((TEXT_LIMIT + 1))c -exec sha1sum -z -- {} +
 }
 
-# Runs as the avatar in its sandbox before the test: deletes and writes the caller's
-# files (stdin: names, each NUL-terminated, an empty name, then a tar), then prints
-# the snapshot. Exits 3 when tar could not write the files (its reasons on stderr).
-prepare() {
+# Runs as the avatar, into its sandbox: deletes and writes the caller's files (stdin:
+# names, each NUL-terminated, an empty name, then a tar). Exits 3 when tar could not
+# write the files (its reasons on stderr).
+write_files() {
   cd "/sandboxes/$avatar" || exit 2
   [ -d "/home/$avatar/tmp" ] || mkdir -p "/home/$avatar/tmp" || exit 2
   local -a deleted=()
@@ -150,6 +150,11 @@ prepare() {
     printf '%s\0' "${deleted[@]}" | xargs -0 rm -f -- 2>/dev/null
   fi
   tar -x --no-same-owner --no-same-permissions --touch || exit 3
+}
+
+# Runs as the avatar before the test: writes the caller's files, then prints the snapshot.
+prepare() {
+  write_files
   # What the avatar made unreadable is left out of both snapshots alike: not a failure.
   snapshot
   return 0
@@ -212,7 +217,7 @@ emit_texts() { # kind max paths...: the first max text files, in name order
   done < <(printf '%s\0' "$@" | sort -z)
 }
 
-# stdin: starting files as a tar.
+# stdin: as write_files's, the starting files.
 avatar_new() {
   lock "$avatar"
   if avatar_entered; then emit exists "$avatar"; return; fi
@@ -221,8 +226,7 @@ avatar_new() {
     printf '%s:x:%s:%s::%s:/bin/bash\n' "$avatar" "$uid" "$uid" "/home/$avatar" >>/etc/passwd
     printf '%s:x:%s:\n' "$avatar" "$uid" >>/etc/group
   ) 9>"$STATE/passwd.lock" || { emit failed "passwd"; return; }
-  if ! as_avatar bash -c 'cd "$1" && mkdir -p "$2" && exec tar -x --no-same-owner --no-same-permissions --touch' \
-    avatar_new "/sandboxes/$avatar" "/home/$avatar/tmp" 2>"$STATE/$avatar.tar.err"; then
+  if ! as_avatar_command write_files 2>"$STATE/$avatar.tar.err"; then
     emit_failure tar "$STATE/$avatar.tar.err"
     return
   fi
@@ -324,7 +328,7 @@ shift 3
 case $command in
   avatar_new | avatar_old | avatar_exists | run | kill_all) "$command" "$@" ;;
   # Commands the script gives itself, as the avatar; never root's.
-  prepare | collect) ((EUID == uid)) && "$command" "$@"; exit ;;
+  write_files | prepare | collect) ((EUID == uid)) && "$command" "$@"; exit ;;
   *) echo "unknown command: $command" >&2; exit 2 ;;
 esac
 emit end "$command"

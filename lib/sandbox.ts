@@ -124,7 +124,7 @@ const failure = (records: Reply[]) => records.find((r) => r.kind === 'failed');
 const failureText = (record: Reply) => `${record.name}: ${record.content.toString('utf8')}`;
 
 export async function avatarNew(engine: Engine, target: Target, files: Files): Promise<void> {
-  const records = await command(engine, target, 'avatar_new', { stdin: await filesTar(files) });
+  const records = await command(engine, target, 'avatar_new', { stdin: await filesInput(files, []) });
   if (records.some((r) => r.kind === 'exists')) throw errors.avatarExists();
   const failed = failure(records);
   if (failed) throw errors.server(`avatar_new: ${failureText(failed)}`);
@@ -146,8 +146,9 @@ export async function killAll(engine: Engine, target: Target): Promise<void> {
   await command(engine, target, 'kill_all');
 }
 
-// stdin of `run`: the names to delete, each NUL-terminated, an empty name, then the tar.
-export async function runInput(changed: Files, deleted: string[]): Promise<Buffer> {
+// stdin of `avatar_new` and `run`: the names to delete, each NUL-terminated, an empty
+// name, then the tar.
+export async function filesInput(changed: Files, deleted: string[]): Promise<Buffer> {
   const names = Buffer.from(deleted.map((name) => `${name}\0`).join('') + '\0', 'utf8');
   return Buffer.concat([names, await filesTar(changed)]);
 }
@@ -217,7 +218,7 @@ export async function runTests(
   try {
     replies = await command(engine, target, 'run', {
       args: [String(request.maxSeconds), String(MAX_RETURNED_FILES), String(MAX_DELETED_NAMES)],
-      stdin: await runInput(request.changed, request.deleted),
+      stdin: await filesInput(request.changed, request.deleted),
       env: request.env,
       onRecord,
       signal: abandon.signal,
