@@ -3,11 +3,12 @@
 // figures to bench/results/latest.json. Things compared are interleaved, repetition by
 // repetition, and ratios are taken pair by pair: on a small, shared VM only those mean much.
 // BENCH_REPS, BENCH_BURSTS and BENCH_KATAS scale it down for a quick try.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { AVATARS } from '../lib/args.ts';
 import { LABEL } from '../lib/katas.ts';
 import { filesTar } from '../lib/sandbox.ts';
+import { startingFiles } from '../lib/start-points.ts';
 import {
   BENCH_LABEL, cgroupCpuMs, check, cleanUp, cpuMs, docker, engineDaemons, kataId, memAvailableKb, pool, pssKb, resetPeakRss,
   ROOT, round, Runner, shimsOf, sleep, stat, statusKb, sum, timed, type Stat,
@@ -26,8 +27,7 @@ const AVATARS_IN_BURST = 64;
 const KATAS_IN_BURST = 20;
 
 const PYTHON = 'cyber-dojo-runner/python-pytest';
-const START = `${ROOT}deploy/start-points/python-pytest/start/`;
-const pythonFiles: Record<string, string> = Object.fromEntries(readdirSync(START).map((name) => [name, readFileSync(START + name, 'utf8')]));
+const pythonFiles = startingFiles(`${ROOT}deploy/start-points`, 'python-pytest');
 const TRIVIAL = { 'cyber-dojo.sh': 'true\n' };
 const FLOOD = { 'cyber-dojo.sh': "head -c 100000000 /dev/zero | tr '\\0' x\n" };
 // cyber-dojo's own uid:gid for container-per-run.

@@ -19,7 +19,10 @@ function filesUnder(root: string, dir = root, files: Record<string, string> = {}
   return files;
 }
 
-// Read once at start: a broken start point stops the runner there, not on a request.
+// A start point's starting files: its start/ folder, by path relative to it.
+export const startingFiles = (dir: string, name: string) => filesUnder(join(dir, name, 'start'));
+
+// Read on the first request for them, then kept.
 export function loadStartPoints(dir: string, imagePrefix: string): StartPoint[] {
   return readdirSync(dir)
     .filter((name) => statSync(join(dir, name)).isDirectory())
@@ -32,7 +35,7 @@ export function loadStartPoints(dir: string, imagePrefix: string): StartPoint[] 
       return {
         display_name: manifest.display_name,
         image_name: `${imagePrefix}${name}`,
-        starting_files: filesUnder(join(dir, name, 'start')),
+        starting_files: startingFiles(dir, name),
         max_seconds: manifest.max_seconds!,
       };
     });

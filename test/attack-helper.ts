@@ -3,20 +3,14 @@
 // the hostile run's answer and bound, no process of lion left, lion's next normal
 // run green, salmon's run green, and kata_old removing the container in time.
 import type { Test } from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { docker, kataId, PYTHON, processesOf, type Runner } from './helper.ts';
-import { avatarOf, run } from './run-helper.ts';
+import { docker, kataWithAvatar, PYTHON, processesOf, type Runner } from './helper.ts';
+import { avatarOf, run, startFiles } from './run-helper.ts';
 
 const C = 'cyber-dojo-runner/c-assert';
 
 export type Language = 'python' | 'c';
-
-const startFiles = (folder: string): Record<string, string> => {
-  const dir = new URL(`../deploy/start-points/${folder}/start/`, import.meta.url);
-  return Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(new URL(name, dir), 'utf8')]));
-};
 
 const LANGUAGES = {
   python: { image: PYTHON, start: startFiles('python-pytest'), green: { 'hiker.py': 'def answer():\n    return 6 * 7\n' } },
@@ -82,14 +76,10 @@ const KATA_OLD_MS = 5000;
 
 // A kata of the language with lion and salmon in it, both at the start point.
 export async function twoAvatarKata(runner: Runner, language: Language): Promise<Kata> {
-  const id = kataId();
   const { image, start } = LANGUAGES[language];
-  const created = await runner.post('kata_new', { image_name: image, kata_id: id });
-  if (created.status !== 200) throw new Error(`kata_new: ${JSON.stringify(created)}`);
-  for (const avatar of ['lion', 'salmon']) {
-    const entered = await runner.post('avatar_new', { kata_id: id, avatar_name: avatar, starting_files: start });
-    if (entered.status !== 200) throw new Error(`avatar_new: ${JSON.stringify(entered)}`);
-  }
+  const id = await kataWithAvatar(runner, start, { image });
+  const entered = await runner.post('avatar_new', { kata_id: id, avatar_name: 'salmon', starting_files: start });
+  if (entered.status !== 200) throw new Error(`avatar_new: ${JSON.stringify(entered)}`);
   const lion = await avatarOf(runner, id, 'lion');
   const salmon = await avatarOf(runner, id, 'salmon');
   return { runner, id, containerId: lion.containerId, lionUid: lion.uid, salmonUid: salmon.uid };

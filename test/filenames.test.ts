@@ -3,9 +3,8 @@
 // it forbids is refused before anything is written.
 import t from 'tap';
 import { AVATARS } from '../lib/args.ts';
-import { kataId, kataWithAvatar, startRunner, BASE, type Runner } from './helper.ts';
-
-const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
+import { BASE, error, kataId, kataWithAvatar, startRunner } from './helper.ts';
+import { run } from './run-helper.ts';
 
 // Appends a line to every file but itself, so that the run's `changed` names them all.
 const APPEND = `find . -type f ! -path ./cyber-dojo.sh -exec sh -c 'for f; do echo more >> "$f"; done' _ {} +\n`;
@@ -79,9 +78,6 @@ const ILLEGAL = [
   '\udc00\ud800',
 ];
 
-const run = (runner: Runner, id: string, avatar: string, changed: Record<string, string>, deleted: string[] = []) =>
-  runner.post('run', { kata_id: id, avatar_name: avatar, changed_files: changed, deleted_filenames: deleted, max_seconds: 10 });
-
 const texts = (files: Record<string, string>) => Object.fromEntries(Object.entries(files).map(([name, content]) => [name, { content, truncated: false }]));
 
 t.test('every legal name round-trips exactly: starting files, changed files, the run, deletion', { timeout: 300_000 }, async (t) => {
@@ -96,19 +92,19 @@ t.test('every legal name round-trips exactly: starting files, changed files, the
     const entered = await runner.post('avatar_new', { kata_id: id, avatar_name: avatar, starting_files: { 'cyber-dojo.sh': APPEND, ...starting } });
     t.equal(entered.status, 200, `${avatar} entered`);
 
-    const first = (await run(runner, id, avatar, {})).body.run;
+    const first = (await run(runner, id, { avatar })).body.run;
     t.equal(first.stderr.content, '');
     t.strictSame(first.changed, texts(Object.fromEntries(names.map((name) => [name, `${starting[name]}more\n`]))), 'each starting file, by its exact name');
     t.strictSame(first.created, {}, 'no name was taken for a command');
     t.strictSame(first.deleted, []);
 
     const changed = Object.fromEntries(names.map((name, i) => [name, `changed ${at + i} ✓`]));
-    const second = (await run(runner, id, avatar, changed)).body.run;
+    const second = (await run(runner, id, { avatar, changed })).body.run;
     t.strictSame(second.changed, texts(Object.fromEntries(names.map((name) => [name, `${changed[name]}more\n`]))), 'each changed file, by its exact name');
     t.strictSame(second.created, {});
 
     // Deleting each by its exact name leaves only cyber-dojo.sh (and the folders).
-    const third = (await run(runner, id, avatar, { 'cyber-dojo.sh': 'find . -type f' }, names)).body.run;
+    const third = (await run(runner, id, { avatar, changed: { 'cyber-dojo.sh': 'find . -type f' }, deleted: names })).body.run;
     t.equal(third.stdout.content, './cyber-dojo.sh\n', 'each deleted by its exact name');
     t.strictSame(third.changed, {});
   }
@@ -124,7 +120,7 @@ t.test('names the run itself makes come back exactly too', { timeout: 180_000 },
   const made = LEGAL.filter((name) => !name.includes('/')).slice(-16);
   const names = made.map((name) => Buffer.from(name).toString('base64')).join('\n');
   const script = 'while read -r b64; do name=$(echo "$b64" | base64 -d; echo x); name=${name%x}; printf \'made %s\' "$name" > "./$name"; done < names.b64\n';
-  const answer = (await run(runner, id, 'lion', { 'cyber-dojo.sh': script, 'names.b64': `${names}\n` })).body.run;
+  const answer = (await run(runner, id, { changed: { 'cyber-dojo.sh': script, 'names.b64': `${names}\n` } })).body.run;
   t.equal(answer.stderr.content, '');
   t.strictSame(answer.created, texts(Object.fromEntries(made.map((name) => [name, `made ${name}`]))));
   t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
@@ -149,11 +145,11 @@ t.test('an illegal name is refused as <arg>:malformed, and nothing of the reques
   const starting = { 'cyber-dojo.sh': 'find . -type f | sort; cat keep.txt', 'keep.txt': 'kept' };
   t.equal((await runner.post('avatar_new', { kata_id: id, avatar_name: 'lion', starting_files: starting })).status, 200);
   for (const name of ILLEGAL) {
-    t.strictSame(await run(runner, id, 'lion', { 'keep.txt': 'changed', [name]: 'x' }), { status: 400, body: error('run', 'changed_files:malformed') }, `changed_files ${JSON.stringify(name)}`);
-    t.strictSame(await run(runner, id, 'lion', {}, ['keep.txt', name]), { status: 400, body: error('run', 'deleted_filenames:malformed') }, `deleted_filenames ${JSON.stringify(name)}`);
+    t.strictSame(await run(runner, id, { changed: { 'keep.txt': 'changed', [name]: 'x' } }), { status: 400, body: error('run', 'changed_files:malformed') }, `changed_files ${JSON.stringify(name)}`);
+    t.strictSame(await run(runner, id, { deleted: ['keep.txt', name] }), { status: 400, body: error('run', 'deleted_filenames:malformed') }, `deleted_filenames ${JSON.stringify(name)}`);
   }
-  t.strictSame(await run(runner, id, 'lion', { 'keep.txt': 'changed', ...both }), { status: 400, body: error('run', 'changed_files:malformed') }, 'a file and a folder');
-  const after = (await run(runner, id, 'lion', {})).body.run;
+  t.strictSame(await run(runner, id, { changed: { 'keep.txt': 'changed', ...both } }), { status: 400, body: error('run', 'changed_files:malformed') }, 'a file and a folder');
+  const after = (await run(runner, id)).body.run;
   t.equal(after.stdout.content, './cyber-dojo.sh\n./keep.txt\nkept', 'the sandbox is as avatar_new left it');
   t.strictSame(after.changed, {});
   t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);

@@ -14,6 +14,8 @@ export const PYTHON = 'cyber-dojo-runner/python-pytest';
 export const BASE = 'cyber-dojo-runner/base:bookworm';
 
 export const kataId = () => randomBytes(5).toString('hex').toUpperCase();
+// The contract's error body.
+export const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
 
 export interface Runner {
   app: FastifyInstance;

@@ -2,7 +2,7 @@
 import Docker from 'dockerode';
 import t from 'tap';
 import { functions } from '../functions/index.ts';
-import { startRunner } from './helper.ts';
+import { error, startRunner } from './helper.ts';
 
 const ALL = functions.map((f) => f.name);
 
@@ -57,7 +57,6 @@ t.test('an unknown function name in RUNNER_FUNCTIONS stops the start', async (t)
 
 t.test('bad requests get the contract errors', async (t) => {
   const runner = await startRunner(t);
-  const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
   t.same(await runner.post('kata_exists', '{"kata_id": '), { status: 400, body: error('kata_exists', 'json:malformed') }, 'malformed JSON');
   t.same(await runner.post('kata_exists', ''), { status: 400, body: error('kata_exists', 'json:malformed') }, 'empty body');
   for (const body of ['[]', '"text"', '42', 'null', 'true']) {

@@ -3,9 +3,8 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { kataId, PYTHON, startRunner } from './helper.ts';
+import { error, kataId, PYTHON, startRunner } from './helper.ts';
 
-const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
 const UNKNOWN = 'cyber-dojo-runner/no-such-image:never';
 
 t.test('image_pulled: true for every start point image, false for an image the engine does not have', async (t) => {

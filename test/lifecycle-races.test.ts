@@ -1,15 +1,20 @@
 // The kata and avatar lifecycle (issue 3) when runners restart and requests race:
 // all state is in the engine, and concurrent requests for one name have one winner.
 import { randomBytes } from 'node:crypto';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { LABEL } from '../lib/katas.ts';
-import { BASE, containerOf, docker, endKata, inContainer, kataId, kataWithAvatar, startRunner, type Runner } from './helper.ts';
+import { BASE, containerOf, docker, endKata, error, inContainer, kataId, kataWithAvatar, startRunner, type Runner } from './helper.ts';
+import { run, runScript } from './run-helper.ts';
 
-const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
 const N = 5;
 
-const runScript = (runner: Runner, id: string, script: string) =>
-  runner.post('run', { kata_id: id, avatar_name: 'lion', changed_files: { 'cyber-dojo.sh': script }, deleted_filenames: [], max_seconds: 10 });
+// Racing requests for one name: one 200, every other the 409 `exists` answer. Answers
+// the winner's index.
+function oneWins(t: Test, answers: { status: number; body: unknown }[], fn: string, exists: string, label = 'one 200, the others 409'): number {
+  t.strictSame(answers.map((a) => a.status).sort(), [200, ...Array(answers.length - 1).fill(409)], label);
+  for (const answer of answers.filter((a) => a.status !== 200)) t.strictSame(answer.body, error(fn, exists));
+  return answers.findIndex((a) => a.status === 200);
+}
 
 const slotOf = async (runner: Runner, id: string) =>
   Number((await docker.getContainer(await containerOf(runner, id)).inspect()).Config.Labels[LABEL.slot]);
@@ -39,8 +44,7 @@ t.test(`${N} concurrent kata_new of one kata: one 200, the others kata_id:exists
   const runner = await startRunner(t);
   const id = kataId();
   const answers = await Promise.all(Array.from({ length: N }, () => runner.post('kata_new', { image_name: BASE, kata_id: id })));
-  t.strictSame(answers.map((a) => a.status).sort(), [200, ...Array(N - 1).fill(409)], 'one 200, the others 409');
-  for (const answer of answers.filter((a) => a.status !== 200)) t.strictSame(answer.body, error('kata_new', 'kata_id:exists'));
+  oneWins(t, answers, 'kata_new', 'kata_id:exists');
   const list = await runner.containers();
   t.equal(list.length, 1, 'one container');
   t.equal(list[0]?.State, 'running');
@@ -59,11 +63,10 @@ t.test('kata_new of one kata arriving while another is creating it: one 200, the
     const answers = await Promise.all(
       Array.from({ length: 10 }, (_, i) => new Promise((resolve) => setTimeout(resolve, i * 12)).then(() => runner.post('kata_new', { image_name: BASE, kata_id: id }))),
     );
-    t.strictSame(answers.map((a) => a.status).sort(), [200, ...Array(9).fill(409)], `round ${round}: one 200, the others 409`);
+    const winner = oneWins(t, answers, 'kata_new', 'kata_id:exists', `round ${round}: one 200, the others 409`);
     const list = await runner.containers();
     t.equal(list.length, 1, 'one container');
-    const winner = answers.find((a) => a.status === 200);
-    t.equal(list[0]?.Labels[LABEL.deadline], winner?.body.kata_new.deadline, "it is the one whose deadline was answered");
+    t.equal(list[0]?.Labels[LABEL.deadline], answers[winner]?.body.kata_new.deadline, "it is the one whose deadline was answered");
     t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
   }
   t.strictSame(await runner.containers(), []);
@@ -75,7 +78,7 @@ t.test(`${N} concurrent kata_new of an exited kata: one replaces it, the others 
   t.equal((await runner.post('kata_new', { image_name: BASE, kata_id: id })).status, 200);
   const old = await endKata(runner, id);
   const answers = await Promise.all(Array.from({ length: N }, () => runner.post('kata_new', { image_name: BASE, kata_id: id })));
-  t.strictSame(answers.map((a) => a.status).sort(), [200, ...Array(N - 1).fill(409)], 'one 200, the others 409');
+  oneWins(t, answers, 'kata_new', 'kata_id:exists');
   const list = await runner.containers();
   t.equal(list.length, 1, 'one container');
   t.not(list[0]?.Id, old);
@@ -91,13 +94,11 @@ t.test(`${N} concurrent avatar_new of one avatar: one 200, the others avatar_nam
   const answers = await Promise.all(
     Array.from({ length: N }, (_, i) => runner.post('avatar_new', { kata_id: id, avatar_name: 'lion', starting_files: { 'cyber-dojo.sh': 'cat *.txt', [`${i}.txt`]: `${i}\n` } })),
   );
-  t.strictSame(answers.map((a) => a.status).sort(), [200, ...Array(N - 1).fill(409)], 'one 200, the others 409');
-  for (const answer of answers.filter((a) => a.status !== 200)) t.strictSame(answer.body, error('avatar_new', 'avatar_name:exists'));
+  const winner = oneWins(t, answers, 'avatar_new', 'avatar_name:exists');
   const container = await containerOf(runner, id);
   t.equal(await inContainer(container, 'grep -c "^lion:" /etc/passwd; grep -c "^lion:" /etc/group'), '1\n1\n', 'one passwd and one group entry');
   // Only the winner's starting files were written.
-  const winner = answers.findIndex((a) => a.status === 200);
-  t.equal((await runner.post('run', { kata_id: id, avatar_name: 'lion', changed_files: {}, deleted_filenames: [], max_seconds: 10 })).body.run.stdout.content, `${winner}\n`);
+  t.equal((await run(runner, id)).body.run.stdout.content, `${winner}\n`);
   t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
   t.strictSame(await runner.containers(), []);
 });

@@ -3,9 +3,9 @@
 import t from 'tap';
 import { AVATARS } from '../lib/args.ts';
 import { LABEL } from '../lib/katas.ts';
-import { BASE, containerOf, docker, endKata, inContainer, kataId, kataWithAvatar, processesOf, startRunner, uidOf, type Runner } from './helper.ts';
+import { BASE, containerOf, docker, endKata, error, inContainer, kataId, kataWithAvatar, processesOf, startRunner, type Runner } from './helper.ts';
+import { avatarOf, run, runScript } from './run-helper.ts';
 
-const error = (fn: string, message: string) => ({ exception: { function: fn, message } });
 // JSON, with the line separators that TAP would take for line breaks escaped too.
 const show = (value: unknown) => String(JSON.stringify(value)).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
@@ -17,21 +17,6 @@ const containersOf = (runner: Runner, id: string) =>
 // 200 while the engine has the container, 404 once it is gone.
 const inspectStatus = (id: string) =>
   docker.getContainer(id).inspect().then(() => 200, (e: { statusCode?: number }) => e.statusCode);
-
-async function uidIn(runner: Runner, id: string, avatar: string): Promise<number> {
-  const labels = (await docker.getContainer(await containerOf(runner, id)).inspect()).Config.Labels;
-  return uidOf(runner, Number(labels[LABEL.slot]), AVATARS.indexOf(avatar as (typeof AVATARS)[number]));
-}
-
-// A run of the sandbox as it is, or with cyber-dojo.sh replaced by `script`.
-const run = (runner: Runner, id: string, avatar: string, script?: string) =>
-  runner.post('run', {
-    kata_id: id,
-    avatar_name: avatar,
-    changed_files: script === undefined ? {} : { 'cyber-dojo.sh': script },
-    deleted_filenames: [],
-    max_seconds: 10,
-  });
 
 t.test('kata_new starts one hardened container per kata; kata_old removes it', { timeout: 120_000 }, async (t) => {
   const runner = await startRunner(t);
@@ -158,8 +143,8 @@ t.test("avatar_new: the avatar's own user, group, home and 0700 sandbox, files w
   t.strictSame((await runner.post('avatar_exists', { kata_id: id, avatar_name: 'lion' })).body, { avatar_exists: true });
   t.strictSame((await runner.post('avatar_exists', { kata_id: id, avatar_name: 'salmon' })).body, { avatar_exists: false }, 'another avatar has not entered');
 
-  const uid = await uidIn(runner, id, 'lion');
-  const answer = await run(runner, id, 'lion');
+  const uid = (await avatarOf(runner, id)).uid;
+  const answer = await run(runner, id);
   t.equal(answer.status, 200);
   const { stdout, stderr, status, created, changed, deleted } = answer.body.run;
   t.equal(stderr.content, '');
@@ -195,9 +180,9 @@ t.test('avatar uids are unique across katas on the engine', { timeout: 120_000 }
   const ids = [await kataWithAvatar(runner, files), await kataWithAvatar(runner, files)];
   const uids: number[] = [];
   for (const id of ids) {
-    const answer = await run(runner, id, 'lion');
+    const answer = await run(runner, id);
     uids.push(Number(answer.body.run.stdout.content));
-    t.equal(uids.at(-1), await uidIn(runner, id, 'lion'), "the uid is the kata's slot's");
+    t.equal(uids.at(-1), (await avatarOf(runner, id)).uid, "the uid is the kata's slot's");
   }
   t.not(uids[0], uids[1], "two katas' lions have different uids");
   for (const id of ids) t.equal((await runner.post('kata_old', { kata_id: id })).status, 200);
@@ -212,9 +197,9 @@ t.test('avatar_old: its processes, sandbox, home and user go; entering again sta
     'cyber-dojo.sh': 'echo secret > "$HOME/secret.txt"; mkdir -p made/deep; echo x > made/deep/f.txt; chmod 0 made/deep made; mkdir /tmp/lion-dir; touch /tmp/lion-dir/f /var/tmp/lion.txt /dev/shm/lion.txt',
     'old.txt': 'old',
   });
-  t.equal((await run(runner, id, 'lion')).status, 200);
+  t.equal((await run(runner, id)).status, 200);
   const container = await containerOf(runner, id);
-  const uid = await uidIn(runner, id, 'lion');
+  const uid = (await avatarOf(runner, id)).uid;
   t.equal(await inContainer(container, 'ls /sandboxes/lion /home/lion', `${uid}:${uid}`), '/home/lion:\nsecret.txt\ntmp\n\n/sandboxes/lion:\ncyber-dojo.sh\nmade\nold.txt\n');
   // The avatar may also lock itself out of its own sandbox and home.
   await inContainer(container, 'chmod 0 /sandboxes/lion /home/lion; nohup sleep 1000 >/dev/null 2>&1 &', `${uid}:${uid}`);
@@ -227,12 +212,12 @@ t.test('avatar_old: its processes, sandbox, home and user go; entering again sta
   t.equal(await inContainer(container, 'cat /etc/passwd /etc/group | grep -c "^lion:"'), '0\n', 'its user and group are gone');
   t.equal(await inContainer(container, 'ls -A /tmp /var/tmp /dev/shm'), '/dev/shm:\n\n/tmp:\n\n/var/tmp:\n', 'and its files in the shared temporary folders');
   t.strictSame(await runner.post('avatar_old', { kata_id: id, avatar_name: 'lion' }), { status: 404, body: error('avatar_old', 'avatar_name:!exists') });
-  t.strictSame(await run(runner, id, 'lion'), { status: 404, body: error('run', 'avatar_name:!exists') });
+  t.strictSame(await run(runner, id), { status: 404, body: error('run', 'avatar_name:!exists') });
 
   const files = { 'cyber-dojo.sh': 'stat -c %a /sandboxes/lion "$HOME"; find /sandboxes/lion "$HOME" -mindepth 1 | sort', 'new.txt': 'new' };
   t.equal((await runner.post('avatar_new', { kata_id: id, avatar_name: 'lion', starting_files: files })).status, 200);
   t.equal(
-    (await run(runner, id, 'lion')).body.run.stdout.content,
+    (await run(runner, id)).body.run.stdout.content,
     '700\n700\n/home/lion/tmp\n/sandboxes/lion/cyber-dojo.sh\n/sandboxes/lion/new.txt\n',
     'only the new starting files, in a 0700 sandbox and home',
   );
@@ -248,7 +233,7 @@ t.test('the avatar functions and run answer kata_id:!exists for a kata that does
   t.strictSame(await runner.post('avatar_new', { ...avatar, starting_files: {} }), { status: 404, body: error('avatar_new', 'kata_id:!exists') });
   t.strictSame(await runner.post('avatar_old', avatar), { status: 404, body: error('avatar_old', 'kata_id:!exists') });
   t.strictSame(await runner.post('avatar_exists', avatar), { status: 404, body: error('avatar_exists', 'kata_id:!exists') });
-  t.strictSame(await run(runner, id, 'lion', 'true'), { status: 404, body: error('run', 'kata_id:!exists') });
+  t.strictSame(await runScript(runner, id, 'true'), { status: 404, body: error('run', 'kata_id:!exists') });
   t.strictSame(await runner.containers(), [], 'nothing was created for it');
 });
 

@@ -1,14 +1,14 @@
 // Shared by the run tests: a kata ready to run, one POST /run, and the avatar's uid.
-import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { LABEL } from '../lib/katas.ts';
 import { AVATARS } from '../lib/args.ts';
+import { startingFiles } from '../lib/start-points.ts';
 import { containerOf, docker, kataWithAvatar, uidOf, type Runner } from './helper.ts';
 
-const START = new URL('../deploy/start-points/python-pytest/start/', import.meta.url);
+// A start point's starting files, as a caller would send them.
+export const startFiles = (folder: string) => startingFiles(fileURLToPath(new URL('../deploy/start-points', import.meta.url)), folder);
 
-// The python-pytest start point's files, as a caller would send them.
-export const pythonStart = (): Record<string, string> =>
-  Object.fromEntries(readdirSync(START).map((name) => [name, readFileSync(new URL(name, START), 'utf8')]));
+export const pythonStart = () => startFiles('python-pytest');
 
 export interface RunArgs {
   avatar?: string;
