@@ -7,9 +7,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { AVATARS } from '../lib/args.ts';
 import { LABEL } from '../lib/katas.ts';
-import { filesTar } from '../lib/sandbox.ts';
 import { startingFiles } from '../lib/start-points.ts';
 import {
+  filesTar,
   BENCH_LABEL, cgroupCpuMs, check, cleanUp, cpuMs, docker, engineDaemons, kataId, memAvailableKb, pool, pssKb, resetPeakRss,
   ROOT, round, Runner, shimsOf, sleep, stat, statusKb, sum, timed, type Stat,
 } from './support.ts';

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { pack } from 'tar-stream';
 import { LABEL } from '../lib/katas.ts';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -276,4 +277,15 @@ export async function cleanUp(): Promise<void> {
     }
   }
   started.clear();
+}
+
+// A tar of the files, for a container-per-run that reads them on its stdin.
+export function filesTar(files: Record<string, string>): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tar = pack();
+    const chunks: Buffer[] = [];
+    tar.on('data', (chunk) => chunks.push(chunk as Buffer)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
+    for (const [name, content] of Object.entries(files)) tar.entry({ name, mode: 0o644 }, content);
+    tar.finalize();
+  });
 }

@@ -72,6 +72,29 @@ docker_engine() {
   note "engine $(docker version --format '{{.Server.Version}}') answers after ${waited}s"
 }
 
+apt_install() { # packages, when a command of theirs is missing: $1 the command
+  local command=$1; shift
+  command -v "$command" >/dev/null 2>&1 && return 0
+  step "installing Debian's $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  with_progress "/tmp/apt-$1.log" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+# The helper every kata gets (lib/helper): a static binary, built with musl so that it
+# needs nothing of the image it runs in. Rebuilt when its source changed.
+kata_helper() {
+  local source=lib/helper/kata-helper.c binary=dist/kata-helper hash
+  hash=$(sha256sum "$source" | cut -c1-16)
+  [ -x "$binary" ] && [ "$(cat "$binary.source" 2>/dev/null)" = "$hash" ] && return 0
+  apt_install musl-gcc musl-tools
+  step "building $binary"
+  mkdir -p dist
+  musl-gcc -static -O2 -Wall -Wextra -Werror -o "$binary.tmp" "$source"
+  strip "$binary.tmp"
+  mv "$binary.tmp" "$binary"
+  echo "$hash" >"$binary.source"
+}
+
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_label() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 
@@ -128,6 +151,7 @@ start_point_images() {
 main() {
   local started=$SECONDS
   npm_packages
+  kata_helper
   docker_engine
   rootfs_image
   build_image "$BASE_IMAGE" deploy/base "$ROOTFS_IMAGE" --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"

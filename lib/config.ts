@@ -30,6 +30,7 @@ export interface Config {
   startPointsDir: string;
   imagePrefix: string; // start point <name> is image <imagePrefix><name>
   sha: string;
+  helperFile: string; // the kata helper binary the set-up built
   limits: KataLimits;
 }
 
@@ -99,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     startPointsDir: env.START_POINTS_DIR ?? `${projectRoot}deploy/start-points`,
     imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',
     sha,
+    helperFile: env.KATA_HELPER ?? `${projectRoot}dist/kata-helper`,
     limits,
   };
 }

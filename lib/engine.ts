@@ -23,21 +23,18 @@ export interface ContainerSummary {
   created: number; // unix seconds
 }
 
-export interface ExecOptions {
+// A long-lived exec: its stdin stays open for writing, its output arrives as it comes.
+export interface SessionOptions {
   cmd: string[];
   user: string;
-  env?: string[];
-  workingDir?: string;
-  stdin?: Buffer;
-  // Called with each chunk of the process's stdout as it arrives.
   onStdout: (chunk: Buffer) => void;
-  stderrLimit: number; // bytes of stderr kept; the rest is counted and dropped
-  signal?: AbortSignal;
+  onStderr: (chunk: Buffer) => void;
+  onClose: (error?: Error) => void; // once, when the process's output has ended
 }
 
-export interface ExecResult {
-  exitCode: number;
-  stderr: Buffer;
+export interface ExecSession {
+  write(chunk: Buffer): void;
+  close(): void; // ends its stdin, and its stream
 }
 
 export interface ImageInfo {
@@ -53,7 +50,9 @@ export interface Engine {
   startContainer(id: string): Promise<void>;
   // Force-removes; false when the container was already gone or being removed.
   removeContainer(id: string): Promise<boolean>;
-  exec(container: string, options: ExecOptions): Promise<ExecResult>;
+  openSession(container: string, options: SessionOptions): Promise<ExecSession>;
+  // Writes a tar's contents into a container's file system (created or running).
+  putArchive(container: string, path: string, tar: Buffer): Promise<void>;
   inspectImage(name: string): Promise<ImageInfo | null>;
   pullImage(name: string, timeoutMs: number): Promise<void>;
 }
@@ -152,28 +151,31 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async exec(containerId: string, options: ExecOptions): Promise<ExecResult> {
+  async openSession(containerId: string, options: SessionOptions): Promise<ExecSession> {
     return this.call('container.exec', containerId, async () => {
       const exec = await this.docker.getContainer(containerId).exec({
         Cmd: options.cmd,
         User: options.user,
-        Env: options.env,
-        WorkingDir: options.workingDir,
-        AttachStdin: options.stdin !== undefined,
+        AttachStdin: true,
         AttachStdout: true,
         AttachStderr: true,
         Tty: false,
       });
-      const stream = (await exec.start({ hijack: true, stdin: options.stdin !== undefined })) as Duplex;
-      const stderr = await demux(stream, options);
-      // The stream ends when the process has exited; inspect can still lag a moment.
-      for (let attempt = 0; ; attempt++) {
-        const state = await exec.inspect();
-        if (!state.Running && state.ExitCode !== null) return { exitCode: state.ExitCode, stderr };
-        if (attempt >= 100) throw new EngineError('failed', 'exec still running after its output ended');
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      const stream = (await exec.start({ hijack: true, stdin: true })) as Duplex;
+      demux(stream, options);
+      return {
+        write: (chunk: Buffer) => void stream.write(chunk),
+        // Its stdin's end tells the process to stop; the socket goes soon after regardless.
+        close: () => {
+          stream.end();
+          setTimeout(() => stream.destroy(), 1000).unref();
+        },
+      };
     });
+  }
+
+  async putArchive(containerId: string, path: string, tar: Buffer): Promise<void> {
+    await this.call('container.put_archive', containerId, () => this.docker.getContainer(containerId).putArchive(tar, { path }));
   }
 
   async inspectImage(name: string): Promise<ImageInfo | null> {
@@ -203,43 +205,32 @@ export class DockerEngine implements Engine {
 }
 
 // Splits Docker's multiplexed stream ([type, 0, 0, 0, size u32 BE] + payload frames)
-// as it arrives: stdout goes to the caller, stderr is kept up to its limit.
-function demux(stream: Duplex, options: ExecOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let pending: Buffer = Buffer.alloc(0);
-    const stderr: Buffer[] = [];
-    let stderrBytes = 0;
-    const onAbort = () => stream.destroy(new EngineError('failed', 'exec aborted'));
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const finish = (error?: Error) => {
-      options.signal?.removeEventListener('abort', onAbort);
-      if (error) reject(engineError(error));
-      else resolve(Buffer.concat(stderr));
-    };
-    stream.on('data', (chunk: Buffer) => {
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      while (pending.length >= 8) {
-        const size = pending.readUInt32BE(4);
-        if (pending.length < 8 + size) break;
-        const payload = pending.subarray(8, 8 + size);
-        if (pending[0] === 2) {
-          const keep = Math.min(payload.length, options.stderrLimit - stderrBytes);
-          if (keep > 0) stderr.push(payload.subarray(0, keep));
-          stderrBytes += keep;
-        } else {
-          try {
-            options.onStdout(payload);
-          } catch (e) {
-            stream.destroy(e as Error);
-            return;
-          }
-        }
-        pending = pending.subarray(8 + size);
+// as it arrives, and says once when it has ended.
+function demux(stream: Duplex, options: SessionOptions): void {
+  let pending: Buffer = Buffer.alloc(0);
+  let closed = false;
+  const finish = (error?: Error) => {
+    if (closed) return;
+    closed = true;
+    options.onClose(error && engineError(error));
+  };
+  stream.on('data', (chunk: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    while (pending.length >= 8) {
+      const size = pending.readUInt32BE(4);
+      if (pending.length < 8 + size) break;
+      const toStderr = pending[0] === 2;
+      const payload = pending.subarray(8, 8 + size);
+      pending = pending.subarray(8 + size);
+      try {
+        (toStderr ? options.onStderr : options.onStdout)(payload);
+      } catch (e) {
+        stream.destroy(e as Error);
+        return;
       }
-    });
-    stream.once('end', () => finish());
-    stream.once('error', (e) => finish(e));
-    stream.once('close', () => finish());
-    if (options.stdin !== undefined) stream.end(options.stdin);
+    }
   });
+  stream.once('end', () => finish());
+  stream.once('error', (e) => finish(e));
+  stream.once('close', () => finish());
 }

@@ -7,6 +7,8 @@ export class RunnerError extends Error {
     readonly code: string,
     // Internal detail for the log; never sent to the caller.
     readonly detail?: string,
+    // Seconds after which the caller may try again (the Retry-After header).
+    readonly retryAfter?: number,
   ) {
     super(code);
     this.name = 'RunnerError';
@@ -25,8 +27,13 @@ export const errors = {
   avatarExists: () => new RunnerError(409, 'avatar_name:exists'),
   imageNotFound: (detail?: string) => new RunnerError(404, 'image_name:!exists', detail),
   engineUnavailable: (detail?: string) => new RunnerError(503, 'engine:unavailable', detail),
+  // The avatar's lock in the kata was held longer than a request may wait for it.
+  avatarBusy: () => new RunnerError(503, 'run:busy', 'the avatar is busy with another request', 10),
   server: (detail?: string) => new RunnerError(500, 'server:error', detail),
 };
+
+// Is e the contract's error `like` (the same code)?
+export const isError = (e: unknown, like: RunnerError): e is RunnerError => e instanceof RunnerError && e.code === like.code;
 
 // Raised by the engine client; the functions turn them into the contract's errors,
 // because only they know whether a missing thing is a kata, an avatar or an image.

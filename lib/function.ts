@@ -6,6 +6,7 @@ import type { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
 import type { Engine } from './engine.ts';
 import type { Katas } from './katas.ts';
+import type { Sessions } from './session.ts';
 import type { KeyedLimiter } from './limiter.ts';
 import type { StartPoint } from './start-points.ts';
 
@@ -13,6 +14,7 @@ export interface Services {
   config: Config;
   engine: Engine;
   katas: Katas;
+  sessions: Sessions; // each live kata's helper, one per kata
   colourRules: ColourRulesCache;
   runs: KeyedLimiter; // by kata: config.runsAtOnce of its runs at once
   avatarRuns: KeyedLimiter; // by kata and avatar: one at a time, before taking a place in `runs`

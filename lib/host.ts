@@ -14,6 +14,7 @@ import { EngineError, errors, malformed, RunnerError } from './errors.ts';
 import type { RunnerFunction, Services } from './function.ts';
 import { Katas } from './katas.ts';
 import { KeyedLimiter } from './limiter.ts';
+import { Helper, Sessions } from './session.ts';
 import { loadStartPoints, type StartPoint } from './start-points.ts';
 
 export interface HostOptions {
@@ -61,11 +62,15 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const engine = options.engine ?? new DockerEngine(app.log, options.docker);
+  const helper = Helper.load(config.helperFile);
+  const katas = new Katas(engine, config, helper, app.log);
+  const sessions = new Sessions(engine, katas, helper, app.log);
   let startPoints: StartPoint[] | undefined;
   const services: Services = {
     config,
     engine,
-    katas: new Katas(engine, config, app.log),
+    katas,
+    sessions,
     colourRules: new ColourRulesCache(engine, app.log),
     runs: new KeyedLimiter(config.runsAtOnce),
     avatarRuns: new KeyedLimiter(1),
@@ -101,6 +106,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? 'host';
     if (e.status >= 500) request.log.error({ err: error, detail: e.detail }, `${fn} failed`);
     else request.log.info({ code: e.code, detail: e.detail }, `${fn} refused`);
+    if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
     return reply.status(e.status).send({ exception: { function: fn, message: e.code } });
   });
   app.setNotFoundHandler((request, reply) => {
@@ -150,6 +156,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   app.addHook('onClose', async () => {
     for (const task of tasks) await task.destroy();
     await Promise.all(running);
+    sessions.closeAll();
   });
   return app;
 }

@@ -2,12 +2,13 @@
 // name filter. Everything the runner knows of a kata is in its container's labels,
 // so a restarted runner finds every live kata as it left it.
 import type Docker from 'dockerode';
+import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { AVATARS, type AvatarName } from './args.ts';
 import type { Config } from './config.ts';
 import type { ContainerInfo, ContainerSummary, Engine } from './engine.ts';
 import { errors, isEngineError, malformed } from './errors.ts';
-import { SandboxFault } from './sandbox.ts';
+import type { Helper } from './session.ts';
 
 export const LABEL = {
   runner: 'cyber-dojo-runner.runner',
@@ -15,8 +16,13 @@ export const LABEL = {
   image: 'cyber-dojo-runner.image_name',
   deadline: 'cyber-dojo-runner.deadline',
   // Avatar uids are uidBase + 64 * slot + avatar index: a slot is unique among the
-  // engine's running katas, whichever runner made them (nproc is counted per uid).
+  // engine's katas, whichever runner made them (nproc is counted per uid).
   slot: 'cyber-dojo-runner.uid_slot',
+  // The kata's claim on its slot (see claimSlot), and the claim's own labels.
+  claimToken: 'cyber-dojo-runner.claim_token',
+  claim: 'cyber-dojo-runner.uid_claim', // the slot
+  claimFor: 'cyber-dojo-runner.claim_for', // the kata container's name
+  claimRunner: 'cyber-dojo-runner.claim_runner',
 } as const;
 
 export interface Kata {
@@ -32,17 +38,26 @@ export interface Kata {
 export const avatarUid = (config: Config, kata: Kata, avatar: AvatarName) =>
   config.uidBase + 64 * kata.slot + AVATARS.indexOf(avatar);
 
+// Who a helper request is for.
+export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName) => ({ avatar, uid: avatarUid(config, kata, avatar) });
+
 // Containers that hold no processes: their slot is free, and they may be reaped.
 const STOPPED = new Set(['exited', 'dead']);
 // A container between create and start belongs to a kata_new under way; leave it be.
 const CREATE_GRACE_MS = 60_000;
 const underWay = (state: string, createdMs: number, now: number) => state === 'created' && now - createdMs < CREATE_GRACE_MS;
 const SWEEP_AT_ONCE = 8;
+// A claim whose kata container is not there (or not its) is stale after this long:
+// longer than any kata_new takes between its claim and its container.
+const CLAIM_GRACE_MS = 10 * 60_000;
+// Slots a kata_new picks among, at random, so that concurrent ones rarely collide.
+const SLOT_CHOICES = 16;
 
 export class Katas {
   constructor(
     private readonly engine: Engine,
     private readonly config: Config,
+    private readonly helper: Helper,
     private readonly log: FastifyBaseLogger,
   ) {}
 
@@ -78,19 +93,6 @@ export class Katas {
     return kata;
   }
 
-  // Runs `work` against a live kata. A kata that expires or is removed under it
-  // answers kata_id:!exists, as it would have a moment earlier.
-  async withLive<T>(kataId: string, work: (kata: Kata) => Promise<T>): Promise<T> {
-    const kata = await this.live(kataId);
-    try {
-      return await work(kata);
-    } catch (e) {
-      const lost = e instanceof SandboxFault || isEngineError(e, 'not_found') || isEngineError(e, 'conflict');
-      if (lost && !(await this.find(kataId))?.live) throw errors.kataNotFound();
-      throw e;
-    }
-  }
-
   // The engine's own reference check has the last word on a name: it also checks a
   // digest's algorithm and length (and Docker 20.10 refuses IPv6 registry hosts).
   async hasImage(imageName: string): Promise<boolean> {
@@ -115,53 +117,74 @@ export class Katas {
   // kata_id:exists while the kata is live; an expired or exited container of the
   // same kata is replaced.
   async create(imageName: string, kataId: string, lifetimeSeconds: number): Promise<Kata> {
-    const info = await this.engine.inspectContainer(this.containerName(kataId));
+    // A kata_old may remove the container under way: then this kata_new came after it.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.createOnce(imageName, kataId, lifetimeSeconds);
+      } catch (e) {
+        if (!(e instanceof RemovedUnderWay) || attempt >= 2) throw e instanceof RemovedUnderWay ? errors.server(e.message) : e;
+      }
+    }
+  }
+
+  private async createOnce(imageName: string, kataId: string, lifetimeSeconds: number): Promise<Kata> {
+    const name = this.containerName(kataId);
+    const info = await this.engine.inspectContainer(name);
     const existing = info && this.toKata(info);
     if (existing?.live) throw errors.kataExists();
     // A container not yet started is another kata_new's, under way: removing it would
     // fail that one, or, once it had started, answer 200 to both.
     if (existing && underWay(info.state, Date.parse(info.created), Date.now())) throw errors.kataExists();
-    if (existing) await this.engine.removeContainer(existing.containerId);
+    if (info && existing) await this.removeKata(info);
     await this.ensureImage(imageName);
     const deadline = new Date(Date.now() + lifetimeSeconds * 1000);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const slot = await this.freeSlot();
-      let containerId: string;
-      try {
-        containerId = await this.engine.createContainer(this.spec(imageName, kataId, lifetimeSeconds, deadline, slot));
-      } catch (e) {
-        if (isEngineError(e, 'conflict')) throw errors.kataExists();
-        if (isEngineError(e, 'not_found')) throw errors.imageNotFound(e.message);
-        throw e;
-      }
-      if (await this.slotTakenBefore(slot, containerId)) {
-        await this.engine.removeContainer(containerId);
-        continue;
-      }
-      try {
-        await this.engine.startContainer(containerId);
-      } catch (e) {
-        await this.engine.removeContainer(containerId);
-        throw e;
-      }
-      const imageId = (await this.engine.inspectImage(imageName))?.id ?? '';
-      this.log.info({ kataId, containerId, imageName, slot, deadline }, 'kata created');
-      return { kataId, containerId, imageName, imageId, deadline, slot, live: true };
+    const token = randomBytes(8).toString('hex');
+    const slot = await this.claimSlot(imageName, name, token);
+    let containerId: string;
+    try {
+      containerId = await this.engine.createContainer(this.spec(imageName, kataId, lifetimeSeconds, deadline, slot, token));
+    } catch (e) {
+      await this.releaseSlot(slot, token);
+      if (isEngineError(e, 'conflict')) throw errors.kataExists();
+      if (isEngineError(e, 'not_found')) throw errors.imageNotFound(e.message);
+      throw e;
     }
-    throw errors.server('no free uid slot after 10 attempts');
+    try {
+      // The caller's image need not hold anything of the runner's: its helper goes in.
+      await this.engine.putArchive(containerId, '/', await this.helper.tar());
+      await this.engine.startContainer(containerId);
+    } catch (e) {
+      const removed = isEngineError(e, 'not_found') || isEngineError(e, 'conflict');
+      await this.engine.removeContainer(containerId);
+      await this.releaseSlot(slot, token);
+      throw removed ? new RemovedUnderWay(`kata ${kataId}: container removed while starting`) : e;
+    }
+    const imageId = (await this.engine.inspectImage(imageName))?.id ?? '';
+    this.log.info({ kataId, containerId, imageName, slot, deadline }, 'kata created');
+    return { kataId, containerId, imageName, imageId, deadline, slot, live: true };
   }
 
   // Removes the kata's container, whatever its state; true when it was live.
   async remove(kataId: string): Promise<boolean> {
-    const kata = await this.find(kataId);
-    if (!kata) return false;
-    await this.engine.removeContainer(kata.containerId);
+    const info = await this.engine.inspectContainer(this.containerName(kataId));
+    const kata = info && this.toKata(info);
+    if (!info || !kata) return false;
+    await this.removeKata(info);
     this.log.info({ kataId, containerId: kata.containerId }, 'kata removed');
     return kata.live;
   }
 
+  // A kata container and its slot's claim; false when another removed it first.
+  private async removeKata(c: { id: string; labels: Record<string, string> }): Promise<boolean> {
+    const removed = await this.engine.removeContainer(c.id);
+    const token = c.labels[LABEL.claimToken];
+    if (token) await this.releaseSlot(Number(c.labels[LABEL.slot]), token);
+    return removed;
+  }
+
   // The reaper's sweep: removes this runner's kata containers that have exited or
-  // passed their deadline. Several sweeps may race; each container is reported once.
+  // passed their deadline, and the engine's stale slot claims. Several sweeps may
+  // race; each container is reported once.
   async sweep(): Promise<string[]> {
     const now = Date.now();
     // A container that never started past its grace is a kata_new that died half-way.
@@ -171,47 +194,83 @@ export class Katas {
     const due = (await this.engine.listContainers([`${LABEL.runner}=${this.config.runnerName}`])).filter(reapable);
     const removed: string[] = [];
     // A removal is ~100 ms of the engine's time, mostly waiting: a few at once.
-    for (let i = 0; i < due.length; i += SWEEP_AT_ONCE) {
-      await Promise.all(
-        due.slice(i, i + SWEEP_AT_ONCE).map(async (c) => {
-          if (!(await this.engine.removeContainer(c.id))) return;
-          const kataId = c.labels[LABEL.kataId] ?? '';
-          this.log.info({ kataId, containerId: c.id, state: c.state, deadline: c.labels[LABEL.deadline] }, 'kata reaped');
-          removed.push(kataId);
-        }),
-      );
-    }
+    await this.atOnce(due, async (c) => {
+      if (!(await this.removeKata(c))) return;
+      const kataId = c.labels[LABEL.kataId] ?? '';
+      this.log.info({ kataId, containerId: c.id, state: c.state, deadline: c.labels[LABEL.deadline] }, 'kata reaped');
+      removed.push(kataId);
+    });
+    const claims = await this.engine.listContainers([LABEL.claim]);
+    await this.atOnce(claims, async (claim) => {
+      if (await this.isStale(claim)) await this.engine.removeContainer(claim.id);
+    });
     return removed;
   }
 
-  private async freeSlot(): Promise<number> {
-    const taken = new Set<number>();
-    for (const c of await this.engine.listContainers([LABEL.slot])) {
-      if (!STOPPED.has(c.state)) taken.add(Number(c.labels[LABEL.slot]));
-    }
-    let slot = 0;
-    while (taken.has(slot)) slot++;
-    if (this.config.uidBase + 64 * (slot + 1) > 2 ** 31 - 1) throw errors.server('uid slots exhausted');
-    return slot;
+  private async atOnce<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+    for (let i = 0; i < items.length; i += SWEEP_AT_ONCE) await Promise.all(items.slice(i, i + SWEEP_AT_ONCE).map(work));
   }
 
-  // Two kata_new calls may pick the same free slot at once: the container created
-  // first keeps it (the engine's nanosecond creation times order them), and the
-  // other tries again. Each checks after its own create, so one always sees the other.
-  private async slotTakenBefore(slot: number, containerId: string): Promise<boolean> {
-    const rivals = (await this.engine.listContainers([`${LABEL.slot}=${slot}`]))
-      .filter((c) => c.id !== containerId && !STOPPED.has(c.state));
-    if (rivals.length === 0) return false;
-    const ours = await this.engine.inspectContainer(containerId);
-    if (!ours) return true;
-    for (const rival of rivals) {
-      const theirs = await this.engine.inspectContainer(rival.id);
-      if (theirs && (theirs.created < ours.created || (theirs.created === ours.created && theirs.id < ours.id))) return true;
-    }
-    return false;
+  // A slot is claimed by creating a container named for its first uid: names are unique
+  // on the engine, so exactly one kata_new gets each slot, whatever the number of runner
+  // processes and however busy the host. The claim is never started; it goes with its kata.
+  private claimName(slot: number): string {
+    return `cyber-dojo-uids-${this.config.uidBase + 64 * slot}`;
   }
 
-  private spec(imageName: string, kataId: string, lifetimeSeconds: number, deadline: Date, slot: number): Docker.ContainerCreateOptions {
+  private async claimSlot(imageName: string, kataContainer: string, token: string): Promise<number> {
+    for (let round = 0; round < 10; round++) {
+      const taken = new Set((await this.engine.listContainers([LABEL.claim])).map((c) => Number(c.labels[LABEL.claim])));
+      const free: number[] = [];
+      for (let slot = 0; free.length < SLOT_CHOICES; slot++) if (!taken.has(slot)) free.push(slot);
+      while (free.length) {
+        const slot = free.splice(Math.floor(Math.random() * free.length), 1)[0]!;
+        if (this.config.uidBase + 64 * (slot + 1) > 2 ** 31 - 1) throw errors.server('uid slots exhausted');
+        try {
+          await this.engine.createContainer(this.claimSpec(imageName, slot, kataContainer, token));
+          return slot;
+        } catch (e) {
+          if (!isEngineError(e, 'conflict')) throw e;
+        }
+        const claim = await this.engine.inspectContainer(this.claimName(slot));
+        if (claim && (await this.isStale({ id: claim.id, labels: claim.labels, created: Date.parse(claim.created) / 1000 }))) {
+          await this.engine.removeContainer(claim.id);
+        }
+      }
+    }
+    throw errors.server('no free uid slot after 10 rounds');
+  }
+
+  // A claim is stale when its kata container is gone, has stopped, or is another
+  // container of that kata's (another token), past the grace of a kata_new under way.
+  private async isStale(claim: { id: string; labels: Record<string, string>; created: number }): Promise<boolean> {
+    if (Date.now() - claim.created * 1000 < CLAIM_GRACE_MS) return false;
+    const kata = await this.engine.inspectContainer(claim.labels[LABEL.claimFor] ?? '');
+    return !kata || STOPPED.has(kata.state) || kata.labels[LABEL.claimToken] !== claim.labels[LABEL.claimToken];
+  }
+
+  private async releaseSlot(slot: number, token: string): Promise<void> {
+    const claim = await this.engine.inspectContainer(this.claimName(slot));
+    if (claim?.labels[LABEL.claimToken] === token) await this.engine.removeContainer(claim.id);
+  }
+
+  private claimSpec(imageName: string, slot: number, kataContainer: string, token: string): Docker.ContainerCreateOptions {
+    return {
+      name: this.claimName(slot),
+      Image: imageName,
+      Entrypoint: ['cyber-dojo-uid-claim'], // never started
+      Labels: {
+        [LABEL.claim]: String(slot),
+        [LABEL.claimFor]: kataContainer,
+        [LABEL.claimToken]: token,
+        [LABEL.claimRunner]: this.config.runnerName,
+      },
+      NetworkDisabled: true,
+      HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'none', Config: {} } },
+    };
+  }
+
+  private spec(imageName: string, kataId: string, lifetimeSeconds: number, deadline: Date, slot: number, token: string): Docker.ContainerCreateOptions {
     const limits = this.config.limits;
     const tmpfs: Record<string, string> = {
       '/run/cyber-dojo': 'rw,noexec,nosuid,nodev,size=16m,mode=0700',
@@ -240,12 +299,13 @@ export class Katas {
         [LABEL.image]: imageName,
         [LABEL.deadline]: deadline.toISOString(),
         [LABEL.slot]: String(slot),
+        [LABEL.claimToken]: token,
       },
       NetworkDisabled: true,
       HostConfig: {
         Init: true,
         NetworkMode: 'none',
-        // Root in the container is only ever the runner (sandbox.sh): it switches to an
+        // Root in the container is only ever the runner (its helper): it switches to an
         // avatar's uid, and puts the run's clock ahead of the avatar's processes.
         CapDrop: ['ALL'],
         CapAdd: ['SETUID', 'SETGID', 'SYS_NICE'],
@@ -267,3 +327,6 @@ export class Katas {
     };
   }
 }
+
+// The kata's container went (a kata_old) while this kata_new was starting it.
+class RemovedUnderWay extends Error {}

@@ -66,10 +66,16 @@ export async function startRunner(t: Tap, env: Record<string, string> = {}, clie
   return runner;
 }
 
+// The runner's kata containers, and the uid slot claims of its katas.
 export async function removeContainers(runnerName: string): Promise<void> {
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL.runner}=${runnerName}`] } });
-  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+  const lists = await Promise.all(
+    [LABEL.runner, LABEL.claimRunner].map((label) => docker.listContainers({ all: true, filters: { label: [`${label}=${runnerName}`] } })),
+  );
+  await Promise.all(lists.flat().map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
 }
+
+// The uid slot claims of the runner's katas.
+export const claimsOf = (runner: Runner) => docker.listContainers({ all: true, filters: { label: [`${LABEL.claimRunner}=${runner.config.runnerName}`] } });
 
 // A kata with one avatar in it, on the given image.
 export async function kataWithAvatar(runner: Runner, files: Record<string, string>, options: { image?: string; avatar?: string } = {}) {

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { Avatar, checkFiles, Files, KataId } from '../../lib/args.ts';
 import { defineFunction } from '../../lib/function.ts';
-import { avatarUid } from '../../lib/katas.ts';
+import { avatarIn } from '../../lib/katas.ts';
 import { avatarNew } from '../../lib/sandbox.ts';
 
 export default defineFunction({
@@ -10,11 +10,9 @@ export default defineFunction({
   summary: 'the avatar enters the kata: its own uid, group, home and sandbox, holding the starting files',
   body: Type.Object({ kata_id: KataId, avatar_name: Avatar, starting_files: Files }),
   result: Type.Object({}),
-  handler: async (body, { katas, engine, config }) => {
+  handler: async (body, { sessions, config }) => {
     checkFiles('starting_files', body.starting_files);
-    await katas.withLive(body.kata_id, (kata) =>
-      avatarNew(engine, { containerId: kata.containerId, avatar: body.avatar_name, uid: avatarUid(config, kata, body.avatar_name) }, body.starting_files),
-    );
+    await sessions.with(body.kata_id, (session) => avatarNew(session, avatarIn(config, session.kata, body.avatar_name), body.starting_files));
     return {};
   },
 });

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { Avatar, KataId } from '../../lib/args.ts';
 import { defineFunction } from '../../lib/function.ts';
-import { avatarUid } from '../../lib/katas.ts';
+import { avatarIn } from '../../lib/katas.ts';
 import { avatarOld } from '../../lib/sandbox.ts';
 
 export default defineFunction({
@@ -10,10 +10,8 @@ export default defineFunction({
   summary: "the avatar leaves: its processes, files, home and user are removed",
   body: Type.Object({ kata_id: KataId, avatar_name: Avatar }),
   result: Type.Object({}),
-  handler: async (body, { katas, engine, config }) => {
-    await katas.withLive(body.kata_id, (kata) =>
-      avatarOld(engine, { containerId: kata.containerId, avatar: body.avatar_name, uid: avatarUid(config, kata, body.avatar_name) }),
-    );
+  handler: async (body, { sessions, config }) => {
+    await sessions.with(body.kata_id, (session) => avatarOld(session, avatarIn(config, session.kata, body.avatar_name)));
     return {};
   },
 });

@@ -9,7 +9,8 @@ export default defineFunction({
   summary: "removes the kata's container and everything in it",
   body: Type.Object({ kata_id: KataId }),
   result: Type.Object({}),
-  handler: async (body, { katas }) => {
+  handler: async (body, { katas, sessions }) => {
+    sessions.forget(body.kata_id);
     // An expired container is removed too, but the kata had already ended.
     if (!(await katas.remove(body.kata_id))) throw errors.kataNotFound();
     return {};

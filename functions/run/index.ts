@@ -2,10 +2,11 @@ import { Type } from '@sinclair/typebox';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Avatar, checkFilenames, checkFiles, Dictionary, Filenames, Files, ImageName, KataId, MaxSeconds, Text, type AvatarName } from '../../lib/args.ts';
 import { classify } from '../../lib/colour.ts';
-import { errors, malformed, RunnerError } from '../../lib/errors.ts';
+import { errors, isError, malformed } from '../../lib/errors.ts';
 import { defineFunction, type Services } from '../../lib/function.ts';
-import { avatarUid, type Kata } from '../../lib/katas.ts';
+import { avatarIn, type Kata } from '../../lib/katas.ts';
 import { avatarNew, runTests, type RunOutcome } from '../../lib/sandbox.ts';
+import type { Session } from '../../lib/session.ts';
 
 const RESURRECTED_LIFETIME_SECONDS = 86400;
 // How long a run waits for a kata container that another request is resurrecting to
@@ -57,7 +58,7 @@ export default defineFunction({
   body: Body,
   result: Result,
   handler: async (body, services) => {
-    const { katas, engine, config, log } = services;
+    const { katas, sessions, config, log } = services;
     checkFiles('changed_files', body.changed_files);
     checkFilenames('deleted_filenames', body.deleted_filenames);
     if (body.deleted_filenames.some((name) => Object.hasOwn(body.changed_files, name))) {
@@ -67,48 +68,44 @@ export default defineFunction({
     if (files) checkFiles('unchanged_files', files);
     const canResurrect = body.image_name !== undefined && files !== undefined;
     const avatar: AvatarName = body.avatar_name;
-    const target = (kata: Kata) => ({ containerId: kata.containerId, avatar, uid: avatarUid(config, kata, avatar) });
 
     let resurrected = false;
     // A resurrected avatar already holds every file: the run then writes and deletes nothing.
-    const resurrectAvatar = async (kata: Kata) => {
+    const resurrectAvatar = async (session: Session) => {
       try {
-        await avatarNew(engine, target(kata), files!);
+        await avatarNew(session, avatarIn(config, session.kata, avatar), files!);
       } catch (e) {
-        if (!(e instanceof RunnerError && e.code === errors.avatarExists().code)) throw e;
+        if (!isError(e, errors.avatarExists())) throw e;
       }
       resurrected = true;
     };
     // Another request (another avatar's run) may be resurrecting the kata too: its
     // container serves this run as well, once it has started.
-    const createOrJoin = async (): Promise<Kata> => {
+    const createOrJoin = async (): Promise<void> => {
       for (const giveUp = Date.now() + JOIN_WAIT_MS; ; await sleep(100)) {
         try {
-          return await katas.create(body.image_name!, body.kata_id, RESURRECTED_LIFETIME_SECONDS);
+          await katas.create(body.image_name!, body.kata_id, RESURRECTED_LIFETIME_SECONDS);
+          return;
         } catch (e) {
-          if (!(e instanceof RunnerError && e.code === errors.kataExists().code)) throw e;
+          if (!isError(e, errors.kataExists())) throw e;
         }
-        const kata = await katas.find(body.kata_id);
-        if (kata?.live) return kata;
+        if ((await katas.find(body.kata_id))?.live) return;
         if (Date.now() > giveUp) throw errors.server(`kata ${body.kata_id} did not start within ${JOIN_WAIT_MS} ms`);
       }
     };
     const resurrectKata = async () => {
-      const kata = await createOrJoin();
+      await createOrJoin();
       log.info({ kataId: body.kata_id, avatar }, 'kata resurrected');
-      await resurrectAvatar(kata);
+      await sessions.with(body.kata_id, resurrectAvatar);
     };
 
-    if (!(await katas.find(body.kata_id))?.live) {
-      if (!canResurrect) throw errors.kataNotFound();
-      await resurrectKata();
-    }
+    // A kata or avatar that is gone, or goes under the run, is brought back (twice at most).
     for (let attempt = 0; ; attempt++) {
       let ranIn: Kata | undefined;
       let outcome: RunOutcome | 'avatar_missing';
       try {
-        outcome = await katas.withLive(body.kata_id, (kata) => {
-          ranIn = kata;
+        outcome = await sessions.with(body.kata_id, (session) => {
+          const kata = (ranIn = session.kata);
           const env = [
             `CYBER_DOJO_KATA_ID=${kata.kataId}`,
             `CYBER_DOJO_AVATAR_NAME=${avatar}`,
@@ -126,17 +123,18 @@ export default defineFunction({
           // The clock of max_seconds starts when cyber-dojo.sh does, not while queued.
           // An avatar's runs wait for each other first: waiting on its lock in the kata,
           // they would hold places of the kata's that other avatars' runs could use.
-          return services.avatarRuns.run(`${kata.kataId}/${avatar}`, () => services.runs.run(kata.kataId, () => runTests(engine, target(kata), request, log)));
+          return services.avatarRuns.run(`${kata.kataId}/${avatar}`, () =>
+            services.runs.run(kata.kataId, () => runTests(session, avatarIn(config, kata, avatar), request, log)),
+          );
         });
       } catch (e) {
-        // The kata expired or was removed under the run: once, bring it back.
-        if (!(e instanceof RunnerError && e.code === errors.kataNotFound().code && canResurrect && attempt === 0)) throw e;
+        if (!(isError(e, errors.kataNotFound()) && canResurrect && attempt < 2)) throw e;
         await resurrectKata();
         continue;
       }
       if (outcome === 'avatar_missing') {
-        if (!canResurrect || attempt > 0) throw errors.avatarNotFound();
-        await resurrectAvatar(ranIn!);
+        if (!canResurrect || attempt >= 2) throw errors.avatarNotFound();
+        await sessions.with(body.kata_id, resurrectAvatar);
         continue;
       }
       return {
