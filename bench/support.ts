@@ -272,6 +272,7 @@ export async function cleanUp(): Promise<void> {
     // A create the engine was still serving when its caller died shows up a moment later.
     for (let pass = 0; pass < 2; pass++) {
       await removeLabelled(`${LABEL.runner}=${runner.name}`);
+      await removeLabelled(`${LABEL.claimRunner}=${runner.name}`);
       await removeLabelled(`${BENCH_LABEL}=${runner.name}`);
       if (pass === 0) await sleep(1000);
     }

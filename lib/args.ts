@@ -44,37 +44,56 @@ export type Files = Static<typeof Files>;
 
 export const Text = Type.Object({ content: Type.String(), truncated: Type.Boolean() });
 
-const encoder = new TextEncoder();
+// The deepest name a request may carry, in segments: deeper than any project needs.
+export const MAX_NAME_SEGMENTS = 64;
 
 // A filename a caller may use: the contract's rule, checked in UTF-8 bytes.
 export function filenameError(name: string): string | undefined {
   if (!name.isWellFormed()) return 'not UTF-8';
   if (name.includes('\0')) return 'NUL';
   if (name.startsWith('/')) return 'absolute';
-  if (encoder.encode(name).length > 1024) return 'over 1024 bytes';
-  for (const segment of name.split('/')) {
+  if (Buffer.byteLength(name, 'utf8') > 1024) return 'over 1024 bytes';
+  const segments = name.split('/');
+  if (segments.length > MAX_NAME_SEGMENTS) return `over ${MAX_NAME_SEGMENTS} segments`;
+  for (const segment of segments) {
     if (segment === '' || segment === '.' || segment === '..') return `segment '${segment}'`;
-    if (encoder.encode(segment).length > 255) return 'segment over 255 bytes';
+    if (Buffer.byteLength(segment, 'utf8') > 255) return 'segment over 255 bytes';
   }
   return undefined;
 }
 
-export function checkFilenames(arg: string, names: Iterable<string>): void {
+// Every name is checked, at most `max` of them (a sandbox holds no more files than that):
+// the work is linear in the request's size, and done before anything else.
+export function checkFilenames(arg: string, names: string[], max: number): void {
+  if (names.length > max) throw malformed(arg, `${names.length} names, over ${max}`);
   for (const name of names) {
     const error = filenameError(name);
     if (error) throw malformed(arg, `${JSON.stringify(name)}: ${error}`);
   }
 }
 
+interface Folder {
+  file: boolean;
+  below?: Map<string, Folder>;
+}
+
 // Files must also fit together in one tree: no file may sit where another has a folder.
-export function checkFiles(arg: string, files: Files): void {
-  checkFilenames(arg, Object.keys(files));
-  for (const [name, content] of Object.entries(files)) {
-    if (!content.isWellFormed()) throw malformed(arg, `${JSON.stringify(name)}: content is not UTF-8`);
-    const segments = name.split('/');
-    for (let i = 1; i < segments.length; i++) {
-      const folder = segments.slice(0, i).join('/');
-      if (Object.hasOwn(files, folder)) throw malformed(arg, `${JSON.stringify(folder)} is both a file and a folder`);
+// A tree of the names' segments finds that in one pass over each name.
+export function checkFiles(arg: string, files: Files, max: number): void {
+  const names = Object.keys(files);
+  checkFilenames(arg, names, max);
+  const root: Folder = { file: false };
+  for (const name of names) {
+    if (!files[name]!.isWellFormed()) throw malformed(arg, `${JSON.stringify(name)}: content is not UTF-8`);
+    let node = root;
+    for (const segment of name.split('/')) {
+      if (node.file) throw malformed(arg, `${JSON.stringify(name)}: a file stands where it needs a folder`);
+      node.below ??= new Map();
+      let next = node.below.get(segment);
+      if (!next) node.below.set(segment, (next = { file: false }));
+      node = next;
     }
+    if (node.below) throw malformed(arg, `${JSON.stringify(name)} is both a file and a folder`);
+    node.file = true;
   }
 }

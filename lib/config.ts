@@ -26,6 +26,7 @@ export interface Config {
   reapSchedule: string | null; // null: another process reaps
   uidBase: number;
   runsAtOnce: number; // per kata, per runner process; the rest queue
+  avatarLockSeconds: number; // a request waits this long for its avatar's lock in the kata
   imagePullTimeoutMs: number;
   startPointsDir: string;
   imagePrefix: string; // start point <name> is image <imagePrefix><name>
@@ -37,6 +38,8 @@ export interface Config {
 const projectRoot = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url));
 
 const SIZE = /^(\d+)([kmg]?)$/i;
+// Processes of a kata that no avatar can take: the helper's workers, the kata's init.
+const PIDS_RESERVE = 256;
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
 function size(env: NodeJS.ProcessEnv, name: string, fallback: string, min: number, max: number): number {
@@ -77,8 +80,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const limits: KataLimits = {
     memoryBytes,
     nanoCpus: Math.round(number(env, 'KATA_CPUS', 1.5, 0.1, 64, false) * 1e9),
-    pids: number(env, 'KATA_PIDS', 4096, 64, 65536),
-    nproc: number(env, 'AVATAR_NPROC', 256, 16, 4096),
+    pids: number(env, 'KATA_PIDS', 64 * 64 + PIDS_RESERVE, 64, 65536),
+    nproc: number(env, 'AVATAR_NPROC', 64, 16, 1024),
     nofile: number(env, 'KATA_NOFILE', 1024, 64, 65536),
     fsizeBytes: size(env, 'KATA_FSIZE', '64m', 1024 ** 2, 16 * 1024 ** 3),
     sandboxBytes: size(env, 'SANDBOX_SIZE', '64m', 1024 ** 2, memoryBytes),
@@ -87,6 +90,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tmpBytes: size(env, 'KATA_TMP_SIZE', '64m', 1024 ** 2, memoryBytes),
     shmBytes: size(env, 'KATA_SHM_SIZE', '16m', 1024 ** 2, memoryBytes),
   };
+  // All 64 avatars at their process limit leave the runner's helper room to fork.
+  if (limits.pids < 64 * limits.nproc + PIDS_RESERVE) {
+    throw new Error(`KATA_PIDS=${limits.pids}: expected at least 64 × AVATAR_NPROC (${limits.nproc}) + ${PIDS_RESERVE}, so that no avatars can leave the kata unable to start the runner's processes`);
+  }
   return {
     host: env.HOST ?? '127.0.0.1',
     port: number(env, 'PORT', 4597, 0, 65535),
@@ -96,6 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reapSchedule: reap === 'off' ? null : reap,
     uidBase: number(env, 'AVATAR_UID_BASE', 2_000_000, 100_000, 2 ** 30),
     runsAtOnce: number(env, 'KATA_RUNS_AT_ONCE', 4, 1, 64),
+    avatarLockSeconds: number(env, 'AVATAR_LOCK_SECONDS', 60, 1, 600),
     imagePullTimeoutMs: number(env, 'IMAGE_PULL_TIMEOUT_SECONDS', 120, 1, 3600) * 1000,
     startPointsDir: env.START_POINTS_DIR ?? `${projectRoot}deploy/start-points`,
     imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',

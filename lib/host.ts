@@ -79,7 +79,8 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   };
 
   // Callers (and curl -d) may omit the content type: every body is parsed as JSON.
-  const json = app.getDefaultJsonParser('error', 'error');
+  // Plain JSON.parse: `__proto__` and `constructor` are legal filenames, kept as own keys, never prototypes.
+  const json = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, json);
   app.addSchema(ErrorBody);

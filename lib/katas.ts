@@ -39,7 +39,7 @@ export const avatarUid = (config: Config, kata: Kata, avatar: AvatarName) =>
   config.uidBase + 64 * kata.slot + AVATARS.indexOf(avatar);
 
 // Who a helper request is for.
-export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName) => ({ avatar, uid: avatarUid(config, kata, avatar) });
+export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName) => ({ avatar, uid: avatarUid(config, kata, avatar), lockSeconds: config.avatarLockSeconds });
 
 // Containers that hold no processes: their slot is free, and they may be reaped.
 const STOPPED = new Set(['exited', 'dead']);

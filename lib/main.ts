@@ -21,5 +21,5 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     );
   });
 }
-await app.listen({ host: config.host, port: config.port });
-app.log.info(`runner listening on http://${config.host}:${config.port} (API docs at /docs)`);
+const address = await app.listen({ host: config.host, port: config.port });
+app.log.info(`runner listening on ${address} (API docs at /docs)`);

@@ -6,16 +6,18 @@ import type { Field, Reply, Session } from './session.ts';
 
 export const MAX_RETURNED_FILES = 16;
 export const MAX_DELETED_NAMES = 1000;
-// How long a request waits in the kata for the avatar's lock, which another runner
-// process's run may hold; then it answers busy.
-const LOCK_WAIT_SECONDS = 60;
-// And how long the runner waits for an answer to anything but a run.
+// How long the runner waits for an answer to anything but a run.
 const MAX_COMMAND_MS = 150_000;
 
 export interface Target {
   avatar: AvatarName;
   uid: number;
+  // How long a request waits in the kata for the avatar's lock, which another runner
+  // process's request may hold; then it answers busy.
+  lockSeconds: number;
 }
+
+const who = (target: Target): Field[] => [target.avatar, target.uid, target.lockSeconds];
 
 const filesFields = (files: Files): Field[] => {
   const entries = Object.entries(files);
@@ -28,7 +30,7 @@ const failureText = (record: Reply) => `${record.name}: ${record.content.toStrin
 // A command's answer must end with an `end` record; `busy` is the avatar's lock, held
 // too long by another request; `failed` is the kata's fault, not the caller's.
 async function command(session: Session, type: 'avatar_new' | 'avatar_old' | 'avatar_exists' | 'kill', target: Target, more: Field[] = []): Promise<Reply[]> {
-  const records = await session.request(type, [target.avatar, target.uid, ...more], { signal: AbortSignal.timeout(MAX_COMMAND_MS) });
+  const records = await session.request(type, [...who(target), ...more], { signal: AbortSignal.timeout(MAX_COMMAND_MS) });
   if (records.at(-1)?.kind !== 'end') throw errors.server(`${type} for ${target.avatar}: no end record`);
   if (records.some((r) => r.kind === 'busy')) throw errors.avatarBusy();
   const failed = failure(records);
@@ -108,12 +110,10 @@ export async function runTests(
     replies = await session.request(
       'run',
       [
-        target.avatar,
-        target.uid,
+        ...who(target),
         request.maxSeconds,
         MAX_RETURNED_FILES,
         MAX_DELETED_NAMES,
-        LOCK_WAIT_SECONDS,
         request.env.length,
         ...request.env,
         request.deleted.length,

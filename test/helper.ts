@@ -2,7 +2,9 @@
 // loopback port; each test file gets its own RUNNER_NAME, and every container of it
 // is removed when the test ends.
 import Docker from 'dockerode';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { functions } from '../functions/index.ts';
 import { loadConfig, type Config } from '../lib/config.ts';
@@ -106,6 +108,13 @@ export async function inContainer(containerId: string, script: string, user = '0
   return text;
 }
 
+// Runs a shell command in a container's file system as the host's root, with every
+// capability: it can do what no avatar and no helper can. The tests run on the engine's host.
+export async function asHostRoot(containerId: string, script: string): Promise<void> {
+  const pid = (await docker.getContainer(containerId).inspect()).State.Pid;
+  execFileSync('nsenter', ['--target', String(pid), '--mount', '--', 'sh', '-c', script]);
+}
+
 // Processes (and threads' leaders) of a uid left in a container, read from /proc.
 export async function processesOf(containerId: string, uid: number): Promise<number> {
   const out = await inContainer(containerId, `grep -l "^Uid:[[:space:]]*${uid}[[:space:]]" /proc/[0-9]*/status 2>/dev/null | wc -l`);
@@ -123,6 +132,37 @@ export async function endKata(runner: Runner, id: string): Promise<string> {
   await container.kill();
   await container.wait();
   return container.id;
+}
+
+// A runner in a process of its own (lib/main.ts), as an operator starts it.
+export async function spawnRunner(t: Tap, env: Record<string, string> = {}): Promise<{ url: string; name: string; post: Runner['post'] }> {
+  const name = `test-${randomBytes(4).toString('hex')}`;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/main.ts'], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: { ...process.env, PORT: '0', RUNNER_NAME: name, REAP_SCHEDULE: 'off', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(async () => {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
+    await removeContainers(name);
+  });
+  // Its first lines say where it listens.
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      const found = /runner listening on (http:\/\/[\d.]+:\d+)/.exec(seen);
+      if (found) resolve(found[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`the runner exited with ${code}: ${seen}`)));
+  });
+  child.stdout!.resume();
+  const post: Runner['post'] = async (fn, body) => {
+    const response = await fetch(`${url}/${fn}`, { method: 'POST', body: JSON.stringify(body) });
+    return { status: response.status, body: await response.json() };
+  };
+  return { url, name, post };
 }
 
 export function uidOf(runner: Runner, slot: number, avatarIndex: number): number {

@@ -11,7 +11,7 @@ export default defineFunction({
   body: Type.Object({ kata_id: KataId, avatar_name: Avatar, starting_files: Files }),
   result: Type.Object({}),
   handler: async (body, { sessions, config }) => {
-    checkFiles('starting_files', body.starting_files);
+    checkFiles('starting_files', body.starting_files, config.limits.sandboxFiles);
     await sessions.with(body.kata_id, (session) => avatarNew(session, avatarIn(config, session.kata, body.avatar_name), body.starting_files));
     return {};
   },

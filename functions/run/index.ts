@@ -59,13 +59,14 @@ export default defineFunction({
   result: Result,
   handler: async (body, services) => {
     const { katas, sessions, config, log } = services;
-    checkFiles('changed_files', body.changed_files);
-    checkFilenames('deleted_filenames', body.deleted_filenames);
+    const maxFiles = config.limits.sandboxFiles;
+    checkFiles('changed_files', body.changed_files, maxFiles);
+    checkFilenames('deleted_filenames', body.deleted_filenames, maxFiles);
     if (body.deleted_filenames.some((name) => Object.hasOwn(body.changed_files, name))) {
       throw malformed('deleted_filenames', 'a file is both changed and deleted');
     }
     const files = body.unchanged_files && { ...body.unchanged_files, ...body.changed_files };
-    if (files) checkFiles('unchanged_files', files);
+    if (files) checkFiles('unchanged_files', files, maxFiles);
     const canResurrect = body.image_name !== undefined && files !== undefined;
     const avatar: AvatarName = body.avatar_name;
 

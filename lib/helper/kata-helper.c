@@ -712,12 +712,14 @@ static const char *shell(void) {
 
 /* ---------- commands ---------- */
 
-typedef struct { const char *avatar; uid_t uid; char sandbox[64], home[64]; } who_t;
+/* Every request's first fields: the avatar, its uid, and how long to wait for its lock. */
+typedef struct { const char *avatar; uid_t uid; unsigned lock_seconds; char sandbox[64], home[64]; } who_t;
 
 static int who(cursor_t *c, who_t *w) {
     field_t name = next_field(c);
     unsigned long uid = field_number(c, 0x7FFFFFFEul);
-    if (c->bad || name.n == 0 || name.n > 32 || uid < 1000) return -1;
+    w->lock_seconds = (unsigned)field_number(c, 3600);
+    if (c->bad || name.n == 0 || name.n > 32 || uid < 1000 || w->lock_seconds == 0) return -1;
     for (size_t i = 0; i < name.n; i++) if (name.p[i] < 'a' || name.p[i] > 'z') return -1;
     w->avatar = field_string(name);
     w->uid = (uid_t)uid;
@@ -737,7 +739,7 @@ static void cmd_avatar_new(cursor_t *c, const who_t *w) {
     size_t n_files;
     file_t *files = read_files(c, &n_files, 1);
     if (c->bad) { emit("failed", "request"); return; }
-    int lock = lock_file(w->avatar, 60);
+    int lock = lock_file(w->avatar, w->lock_seconds);
     if (lock < 0) { emit("busy", w->avatar); return; }
     if (entered(w->avatar, w->uid)) { emit("exists", w->avatar); return; }
     if (add_user(w->avatar, w->uid) != 0) { emitf("failed", "passwd", "%s", strerror(errno)); return; }
@@ -776,7 +778,7 @@ static int remove_owned(const char *dirpath, uid_t uid) {
 }
 
 static void cmd_avatar_old(const who_t *w) {
-    int lock = lock_file(w->avatar, 60);
+    int lock = lock_file(w->avatar, w->lock_seconds);
     if (lock < 0) { emit("busy", w->avatar); return; }
     if (!entered(w->avatar, w->uid)) { emit("missing", w->avatar); return; }
     if (!kill_avatar(w->uid)) { emit("failed", "kill"); return; }
@@ -940,7 +942,6 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     unsigned long max_seconds = field_number(c, 3600);
     unsigned long max_files = field_number(c, 100000);
     unsigned long max_deleted = field_number(c, 100000);
-    unsigned long lock_seconds = field_number(c, 3600);
     unsigned long n_env = field_number(c, 1000);
     char **extra = xmalloc(sizeof(char *) * (n_env + 1));
     for (size_t i = 0; i < n_env; i++) {
@@ -950,11 +951,11 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     size_t n_deleted, n_changed;
     file_t *deleted = read_files(c, &n_deleted, 0);
     file_t *changed = read_files(c, &n_changed, 1);
-    if (c->bad || max_seconds == 0 || lock_seconds == 0) { emit("failed", "request"); return; }
+    if (c->bad || max_seconds == 0) { emit("failed", "request"); return; }
     char **deleted_names = xmalloc(sizeof(char *) * (n_deleted + 1));
     for (size_t i = 0; i < n_deleted; i++) deleted_names[i] = deleted[i].name;
 
-    int lock = lock_file(w->avatar, (unsigned)lock_seconds);
+    int lock = lock_file(w->avatar, w->lock_seconds);
     if (lock < 0) { emit("busy", w->avatar); return; }
     if (!entered(w->avatar, w->uid)) { emit("missing", w->avatar); return; }
     /* Nothing of the avatar's may run while its files are written: a worker that died
