@@ -317,6 +317,46 @@ async function reap(runner: Runner, ids: string[]) {
   rows['6.perKata'] = { what: '… per kata', unit: 'ms', value: round(ms / ids.length) };
 }
 
+// 7. The cost of a request near the largest: /alive's latency while a 6 MiB run of
+// 900 deep files (a sandbox holds 1024) is checked, written and answered, against /alive alone.
+async function bigRequest(runner: Runner, kata: string) {
+  const depth = 'd/'.repeat(60);
+  const changed = Object.fromEntries(Array.from({ length: 900 }, (_, i) => [`${depth}${i}.txt`, 'x'.repeat(7 * 1024)]));
+  const probe = async (during?: Promise<unknown>) => {
+    const ms: number[] = [];
+    let done = during === undefined;
+    void during?.finally(() => (done = true));
+    for (let i = 0; i < 200 && !(done && ms.length >= 20); i++) ms.push((await timed(() => fetch(`${runner.url}/alive`).then((r) => r.text()))).ms);
+    return ms;
+  };
+  const alone = await probe();
+  const during: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    during.push(...(await probe(runOf(runner, kata, 'panda', changed, (run) => run.status === 0))));
+  }
+  rows['7.alone'] = { what: '`/alive` latency, alone', unit: 'ms', stat: stat(alone) };
+  rows['7.during'] = { what: '`/alive` latency while a 6 MiB run of 900 files 61 deep is served', unit: 'ms', stat: stat(during) };
+  rows['7.max'] = { what: '… its worst', unit: 'ms', value: round(Math.max(...during)) };
+}
+
+// The run-engine issue's goals, each next to the figure before the helper and sessions.
+function goals(): string {
+  const burst = bursts.filter((b) => b.kind.startsWith(`${AVATARS_IN_BURST} avatars`));
+  const overhead = burst.length ? stat(burst.map((b) => (100 * (b.runnerCpuMsPerRun + b.engineCpuMsPerRun)) / b.kataCpuMsPerRun)).median : NaN;
+  const cpu = (what: string) => cpuRows[what]?.kata ?? NaN;
+  const list: [string, string, string, number, boolean][] = [
+    ['`run` of `true` / the exec floor (p50 of pairs)', '1.47', '≤ 0.25', rows['1.run/exec']!.stat!.median, rows['1.run/exec']!.stat!.median <= 0.25],
+    ['container-per-run / `run` of `true` (p50 of pairs)', '2.46', '≥ 10', rows['1.perRun/run']!.stat!.median, rows['1.perRun/run']!.stat!.median >= 10],
+    ['CPU in the kata per `run` of `true` / a bare exec’s', '3.5', '≤ 0.5', round(cpu('`run` of `true`') / cpu('`docker exec <kata> true`'), 2), cpu('`run` of `true`') / cpu('`docker exec <kata> true`') <= 0.5],
+    ['`run` of pytest / the same in a bare exec (p50 of pairs)', '1.14', '≤ 0.95', rows['2.run/exec']!.stat!.median, rows['2.run/exec']!.stat!.median <= 0.95],
+    ['64-avatar burst: runner + engine CPU per run, % of the kata’s', '9.4', '≤ 3', overhead, overhead <= 3],
+    ['64-avatar burst: runs timed out', '0', '0', burst.reduce((n, b) => n + b.timedOut, 0), burst.every((b) => b.timedOut === 0)],
+  ];
+  const lines = ['| goal | before | aim | now | met |', '|---|---:|---:|---:|---|'];
+  for (const [what, before, aim, now, met] of list) lines.push(`| ${what} | ${before} | ${aim} | ${now} | ${met ? 'yes' : 'no'} |`);
+  return lines.join('\n');
+}
+
 function table(): string {
   const cell = (x: number | undefined) => (x === undefined ? '' : String(x));
   const lines = ['| # | figure | unit | median | p95 | n |', '|---|---|---|---:|---:|---:|'];
@@ -346,7 +386,7 @@ async function main() {
   progress(`runner ${runner.name} (pid ${runner.pid}) at ${runner.url}`);
   const kata = kataId();
   await runner.post('kata_new', { image_name: PYTHON, kata_id: kata });
-  for (const [avatar, files] of [['lion', TRIVIAL], ['tiger', pythonFiles], ['zebra', FLOOD]] as const) {
+  for (const [avatar, files] of [['lion', TRIVIAL], ['tiger', pythonFiles], ['zebra', FLOOD], ['panda', TRIVIAL]] as const) {
     await runner.post('avatar_new', { kata_id: kata, avatar_name: avatar, starting_files: files });
   }
   const container = await runner.containerOf(kata);
@@ -356,6 +396,8 @@ async function main() {
   await python(runner, kata, container);
   progress('5: output flood');
   await flood(runner, kata);
+  progress('7: the largest request');
+  await bigRequest(runner, kata);
   progress('3: bursts');
   await burstsOf(runner);
   progress(`4: ${KATAS} idle katas`);
@@ -379,6 +421,7 @@ async function main() {
   mkdirSync(`${ROOT}bench/results`, { recursive: true });
   writeFileSync(`${ROOT}bench/results/latest.json`, `${JSON.stringify(results, null, 2)}\n`);
   console.log(table());
+  console.log(`\n${goals()}`);
   console.log(`\n${results.seconds} s; load average ${loadBefore.map((l) => l.toFixed(1)).join(' ')} before, ${results.loadAverage.after.map((l) => l.toFixed(1)).join(' ')} after; runner warnings: ${JSON.stringify(runner.warnings)}; written to bench/results/latest.json`);
 }
 

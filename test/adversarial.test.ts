@@ -2,14 +2,16 @@
 // salmon. Each attack ends within max_seconds + 1 s as the contract says, leaves no
 // process of lion, lion's next normal run and salmon's run during it are green, and
 // kata_old then removes the kata in time (attack-helper.ts). Cross-avatar access,
-// symlinks and setuid are in isolation.test.ts.
+// symlinks and setuid are in isolation.test.ts. The attacks written in plain sh run
+// twice: on the Python start point, and on the busybox one (an image with no bash,
+// perl, util-linux or coreutils).
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startRunner } from './helper.ts';
-import { attackAndEnd, twoAvatarKata, victimFiles, type Attack } from './attack-helper.ts';
+import { attackAndEnd, twoAvatarKata, victimFiles, type Attack, type Language } from './attack-helper.ts';
 import { run } from './run-helper.ts';
 
 t.setTimeout(900_000);
@@ -18,82 +20,87 @@ const script = (...lines: string[]) => ({ 'cyber-dojo.sh': `${lines.join('\n')}\
 const timedOut = { colour: 'timed_out', timed_out: true, oom_killed: false };
 // What cyber-dojo.sh prints is no test output: the start point's rules call it amber.
 const amber = (status: number) => ({ colour: 'amber', status, timed_out: false, oom_killed: false });
+const oomKilled = { status: 137, colour: 'amber', timed_out: false, oom_killed: true };
 
-t.test('fork bombs and runaways', async (t) => {
-  const runner = await startRunner(t);
-  const nproc = runner.config.limits.nproc;
-  const bombC = (body: string) => ({
-    'bomb.c': `#include <unistd.h>\n\nint main(void)\n{\n${body}\n}\n`,
-    'cyber-dojo.sh': 'gcc -o bomb bomb.c && ./bomb\n',
+// In plain sh: for every image.
+const RUNAWAYS: Attack[] = [
+  {
+    // The shell gives up on forks that keep failing, so this bomb burns out in about a
+    // second; the loop keeps the run going to max_seconds.
+    name: 'shell fork bomb',
+    files: script('bomb() { bomb | bomb & }; bomb', 'while :; do :; done'),
+    expect: timedOut,
+    countPeak: true,
+  },
+  { name: 'infinite loop', files: script('while :; do :; done'), expect: timedOut },
+  { name: 'TERM-ignoring loop', files: script("trap '' TERM", 'while :; do :; done'), expect: timedOut },
+  {
+    name: 'setsid daemon, the script gone at once',
+    files: script(`( setsid sh -c "trap '' TERM HUP; while :; do :; done" >/dev/null 2>&1 & )`, 'echo bye'),
+    expect: amber(0),
+  },
+  {
+    name: 'nohup daemon, the script gone at once',
+    files: script("nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &", 'echo bye'),
+    expect: amber(0),
+  },
+  { name: 'setsid loop and a loop', files: script("setsid sh -c 'while :; do :; done' &", 'while :; do :; done'), expect: timedOut },
+  // Its parent is root's: out of lion's reach.
+  {
+    name: 'kill -9 $PPID',
+    files: script('kill -9 $PPID', 'while :; do :; done'),
+    expect: { ...timedOut, stderr: { content: /Operation not permitted/ } },
+  },
+  // Sent from a child, it kills every process of lion's, the script too (a
+  // process's own kill(-1) spares itself).
+  {
+    name: 'kill -9 -1',
+    files: script('sleep 100 &', "sh -c 'kill -9 -1'", 'echo survived'),
+    expect: { ...amber(137), stdout: { content: /^$/ } },
+  },
+  {
+    name: 'CPU hog: four busy loops',
+    files: script('for i in 1 2 3 4; do while :; do :; done & done', 'wait'),
+    expect: timedOut,
+  },
+];
+
+const bombC = (body: string) => ({
+  'bomb.c': `#include <unistd.h>\n\nint main(void)\n{\n${body}\n}\n`,
+  'cyber-dojo.sh': 'gcc -o bomb bomb.c && ./bomb\n',
+});
+// The start point compiles every .c file: the bomb must go for the next run to build.
+const nextDeleted = ['bomb.c'];
+const C_BOMBS: Attack[] = [
+  { name: 'C fork() loop', language: 'c', files: bombC('    for (;;) fork();'), maxSeconds: 3, expect: timedOut, countPeak: true, nextDeleted },
+  {
+    // Nobody waits for the children: the script ends, and its end kills them.
+    name: 'C fork() loop, the parent gone at once',
+    language: 'c',
+    files: bombC('    if (fork() == 0)\n        for (;;) fork();\n    return 0;'),
+    maxSeconds: 3,
+    expect: amber(0),
+    nextDeleted,
+  },
+];
+
+for (const [language, attacks] of [['python', [...RUNAWAYS, ...C_BOMBS]], ['sh', RUNAWAYS]] as [Language, Attack[]][]) {
+  t.test(`fork bombs and runaways (${language})`, async (t) => {
+    const runner = await startRunner(t);
+    const nproc = runner.config.limits.nproc;
+    for (const spec of attacks) {
+      await t.test(spec.name, async (t) => {
+        const { peak } = await attackAndEnd(t, runner, { language, ...spec });
+        // The bomb really went off, and lion's nproc held it.
+        if (spec.countPeak) t.ok(peak > nproc / 2 && peak <= nproc, `lion had at most ${peak} processes at once, of its nproc ${nproc}`);
+      });
+    }
   });
-  // The start point compiles every .c file: the bomb must go for the next run to build.
-  const nextDeleted = ['bomb.c'];
-  const attacks: Attack[] = [
-    {
-      // bash gives up on forks that keep failing, so this bomb burns out in about a
-      // second; the loop keeps the run going to max_seconds.
-      name: 'shell fork bomb',
-      files: script(':(){ :|:& };:', 'while :; do :; done'),
-      expect: timedOut,
-      countPeak: true,
-    },
-    {
-      name: 'C fork() loop',
-      language: 'c',
-      files: bombC('    for (;;) fork();'),
-      maxSeconds: 3,
-      expect: timedOut,
-      countPeak: true,
-      nextDeleted,
-    },
-    {
-      // Nobody waits for the children: the script ends, and its end kills them.
-      name: 'C fork() loop, the parent gone at once',
-      language: 'c',
-      files: bombC('    if (fork() == 0)\n        for (;;) fork();\n    return 0;'),
-      maxSeconds: 3,
-      expect: amber(0),
-      nextDeleted,
-    },
-    { name: 'infinite loop', files: script('while :; do :; done'), expect: timedOut },
-    { name: 'TERM-ignoring loop', files: script("trap '' TERM", 'while :; do :; done'), expect: timedOut },
-    {
-      name: 'setsid daemon, the script gone at once',
-      files: script(`( setsid bash -c "trap '' TERM HUP; while :; do :; done" >/dev/null 2>&1 & )`, 'echo bye'),
-      expect: amber(0),
-    },
-    {
-      name: 'nohup daemon, the script gone at once',
-      files: script("nohup bash -c 'while :; do :; done' >/dev/null 2>&1 &", 'echo bye'),
-      expect: amber(0),
-    },
-    { name: 'setsid loop and a loop', files: script("setsid bash -c 'while :; do :; done' &", 'while :; do :; done'), expect: timedOut },
-    // Its parent is root's: out of lion's reach.
-    {
-      name: 'kill -9 $PPID',
-      files: script('kill -9 $PPID', 'while :; do :; done'),
-      expect: { ...timedOut, stderr: { content: /Operation not permitted/ } },
-    },
-    // Sent from a child, it kills every process of lion's, the script too (a
-    // process's own kill(-1) spares itself).
-    {
-      name: 'kill -9 -1',
-      files: script('sleep 100 &', "bash -c 'kill -9 -1'", 'echo survived'),
-      expect: { ...amber(137), stdout: { content: /^$/ } },
-    },
-    {
-      name: 'CPU hog: four busy loops',
-      files: script('for i in 1 2 3 4; do while :; do :; done & done', 'wait'),
-      expect: timedOut,
-    },
-  ];
-  for (const spec of attacks) {
-    await t.test(spec.name, async (t) => {
-      const { peak } = await attackAndEnd(t, runner, spec);
-      // The bomb really went off, and lion's nproc held it.
-      if (spec.countPeak) t.ok(peak > nproc / 2 && peak <= nproc, `lion had at most ${peak} processes at once, of its nproc ${nproc}`);
-    });
-  }
+}
+
+t.test('a memory bomb in plain sh is oom_killed on an image with no tools but busybox', async (t) => {
+  const runner = await startRunner(t, { KATA_MEMORY: '256m' });
+  await attackAndEnd(t, runner, { name: 'memory bomb (sh)', language: 'sh', files: script('x=x', 'while :; do x="$x$x"; done'), maxSeconds: 5, expect: oomKilled });
 });
 
 // Salmon's tests hold 40 MB for 3 s, in the kata while the bomb fills it.
@@ -104,7 +111,6 @@ const holdingVictim = () => {
 };
 
 const bomb = ['python3 -c "', 'b = []', 'while True: b.append(b\'x\' * (16 << 20))', '"'];
-const oomKilled = { status: 137, colour: 'amber', timed_out: false, oom_killed: true };
 
 t.test('a memory bomb is oom_killed, and the OOM killer takes it, not the other avatar', async (t) => {
   // A small kata fills up quickly.
@@ -163,37 +169,41 @@ t.test("100 MB of output is cut in the kata: the runner's memory does not grow w
   t.equal(outcome.hostile.stdout.content.length, 51200);
 });
 
-t.test("filling lion's sandbox, home, /tmp, /var/tmp and /dev/shm", async (t) => {
-  const runner = await startRunner(t);
-  const fill = (path: string) => `head -c 200m /dev/zero >${path}`;
-  // Salmon still writes to its own sandbox and home (a megabyte each), then runs its tests.
-  const victim = victimFiles('python');
-  victim['cyber-dojo.sh'] = [
-    'head -c 1m /dev/zero >mine && rm mine || exit 99',
-    'head -c 1m /dev/zero >"$HOME/mine" && rm "$HOME/mine" || exit 99',
-    victim['cyber-dojo.sh'],
-  ].join('\n');
-  const { hostile } = await attackAndEnd(t, runner, {
-    name: 'disk fill',
-    files: script(fill('big'), fill('"$HOME/big"'), fill('/tmp/big'), fill('/var/tmp/big'), fill('/dev/shm/big'), 'df -k . "$HOME" /tmp /var/tmp /dev/shm'),
-    victim,
-    expect: amber(0),
-    // The caller deletes the file that filled the sandbox: its changed files fit again.
-    nextDeleted: ['big'],
+for (const language of ['python', 'sh'] as Language[]) {
+  t.test(`filling lion's sandbox, home, /tmp, /var/tmp and /dev/shm (${language})`, async (t) => {
+    const runner = await startRunner(t);
+    const fill = (path: string) => `dd if=/dev/zero of=${path} bs=1M count=200 2>/dev/null`;
+    // Salmon still writes to its own sandbox and home (a megabyte each), then runs its tests.
+    const victim = victimFiles(language);
+    victim['cyber-dojo.sh'] = [
+      'head -c 1m /dev/zero >mine && rm mine || exit 99',
+      'head -c 1m /dev/zero >"$HOME/mine" && rm "$HOME/mine" || exit 99',
+      victim['cyber-dojo.sh'],
+    ].join('\n');
+    const { hostile } = await attackAndEnd(t, runner, {
+      name: `disk fill (${language})`,
+      language,
+      files: script(fill('big'), fill('"$HOME/big"'), fill('/tmp/big'), fill('/var/tmp/big'), fill('/dev/shm/big'), 'df -k . "$HOME" /tmp /var/tmp /dev/shm'),
+      victim,
+      expect: amber(0),
+      // The caller deletes the file that filled the sandbox: its changed files fit again.
+      nextDeleted: ['big'],
+    });
+    const full = hostile.stdout.content.split('\n').slice(1, -1).map((line: string) => line.split(/\s+/)).map((f: string[]) => `${f[5]} ${f[3]} free`);
+    t.same(full, ['/sandboxes/lion', '/home/lion', '/tmp', '/var/tmp', '/dev/shm'].map((mount) => `${mount} 0 free`), 'every one of them was filled');
   });
-  const full = hostile.stdout.content.split('\n').slice(1, -1).map((line: string) => line.split(/\s+/)).map((f: string[]) => `${f[5]} ${f[3]} free`);
-  t.same(full, ['/sandboxes/lion', '/home/lion', '/tmp', '/var/tmp', '/dev/shm'].map((mount) => `${mount} 0 free`), 'every one of them was filled');
-});
 
-t.test("as many files as lion can make in its sandbox, then a loop", async (t) => {
-  const runner = await startRunner(t);
-  // Every run lists the sandbox's files: their number is bounded, so that work is too.
-  await attackAndEnd(t, runner, {
-    name: 'many files',
-    files: script('mkdir many && cd many && seq 300000 | xargs touch 2>/dev/null', 'while :; do :; done'),
-    expect: timedOut,
+  t.test(`as many files as lion can make in its sandbox, then a loop (${language})`, async (t) => {
+    const runner = await startRunner(t);
+    // Every run lists the sandbox's files: their number is bounded, so that work is too.
+    await attackAndEnd(t, runner, {
+      name: `many files (${language})`,
+      language,
+      files: script('mkdir many && cd many && seq 300000 | xargs touch 2>/dev/null', 'while :; do :; done'),
+      expect: timedOut,
+    });
   });
-});
+}
 
 t.test('a file-handle bomb in 50 processes', async (t) => {
   const runner = await startRunner(t);
@@ -201,7 +211,8 @@ t.test('a file-handle bomb in 50 processes', async (t) => {
   const { hostile } = await attackAndEnd(t, runner, {
     name: 'file-handle bomb',
     files: script(
-      'hog() { local n=0 fd; while exec {fd}</dev/null; do n=$((n + 1)); done 2>/dev/null; echo "$n"; sleep 60; }',
+      // Each hog is one process (the sleep replaces it): 50 of lion's nproc.
+      'hog() { local n=0 fd; while exec {fd}</dev/null; do n=$((n + 1)); done 2>/dev/null; echo "$n"; exec sleep 60; }',
       'for i in $(seq 50); do hog & done',
       'wait',
     ),

@@ -9,12 +9,15 @@ import { docker, kataWithAvatar, PYTHON, processesOf, type Runner } from './help
 import { avatarOf, run, startFiles } from './run-helper.ts';
 
 const C = 'cyber-dojo-runner/c-assert';
+// An image with busybox as its whole userland: no bash, perl, util-linux or coreutils.
+export const BUSYBOX = 'cyber-dojo-runner/busybox-sh';
 
-export type Language = 'python' | 'c';
+export type Language = 'python' | 'c' | 'sh';
 
 const LANGUAGES = {
   python: { image: PYTHON, start: startFiles('python-pytest'), green: { 'hiker.py': 'def answer():\n    return 6 * 7\n' } },
   c: { image: C, start: startFiles('c-assert'), green: { 'hiker.c': '#include "hiker.h"\n\nint answer(void)\n{\n    return 6 * 7;\n}\n' } },
+  sh: { image: BUSYBOX, start: startFiles('busybox-sh'), green: { 'hiker.sh': 'answer() {\n  echo $((6 * 7))\n}\n' } },
 };
 
 // The start point's own cyber-dojo.sh with the green answer: a normal run.
@@ -25,11 +28,12 @@ export const normalFiles = (language: Language): Record<string, string> => ({
 
 // The victim first starts 50 processes at once and fails (amber) unless all ran:
 // whatever the attack, the other avatar can still fork; then its tests, green.
+// Plain sh, for every image.
 const FORKS = [
-  'pids=()',
-  'for i in $(seq 50); do (exit 7) & pids+=($!); done',
+  'pids=',
+  'for i in $(seq 50); do (exit 7) & pids="$pids $!"; done',
   'forked=0',
-  'for pid in "${pids[@]}"; do wait "$pid"; [ $? = 7 ] && forked=$((forked + 1)); done',
+  'for pid in $pids; do wait "$pid"; [ $? = 7 ] && forked=$((forked + 1)); done',
   '[ "$forked" = 50 ] || { echo "forked $forked of 50" >&2; exit 99; }',
   '',
 ].join('\n');
