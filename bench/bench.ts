@@ -49,6 +49,7 @@ interface Cpu {
   kata: number; // the kata container's cgroup: the exec'd processes (sandbox.sh, cyber-dojo.sh)
   // The shim waits for runc and for the exec'd process, whose own waited-for children
   // are in the kata's cgroup too: what the shim's children took beyond that is runc's.
+  // (A session's helper has not exited, so none of its CPU is counted there yet.)
   runc: number;
   shim: number; // the kata's containerd shim itself
   engine: number; // dockerd + containerd: with anyone else's use of the engine meanwhile
@@ -65,7 +66,7 @@ function cpuProbe(runner: Runner, container: string): () => Cpu {
     const kata = cgroupCpuMs(container);
     return {
       kata,
-      runc: cpuMs(shim, 'children') - kata,
+      runc: Math.max(0, cpuMs(shim, 'children') - kata),
       shim: cpuMs(shim),
       engine: sum(daemons, (pid) => cpuMs(pid)),
       runner: cpuMs(runner.pid),
