@@ -83,13 +83,13 @@ apt_install() { # packages, when a command of theirs is missing: $1 the command
 # The helper every kata gets (lib/helper): a static binary, built with musl so that it
 # needs nothing of the image it runs in. Rebuilt when its source changed.
 kata_helper() {
-  local source=lib/helper/kata-helper.c binary=dist/kata-helper hash
-  hash=$(sha256sum "$source" | cut -c1-16)
+  local binary=dist/kata-helper hash
+  hash=$(folder_hash lib/helper)
   [ -x "$binary" ] && [ "$(cat "$binary.source" 2>/dev/null)" = "$hash" ] && return 0
   apt_install musl-gcc musl-tools
   step "building $binary"
   mkdir -p dist
-  musl-gcc -static -O2 -Wall -Wextra -Werror -o "$binary.tmp" "$source"
+  musl-gcc -static -O2 -Wall -Wextra -Werror -o "$binary.tmp" lib/helper/*.c
   strip "$binary.tmp"
   mv "$binary.tmp" "$binary"
   echo "$hash" >"$binary.source"

@@ -38,8 +38,22 @@ export interface Kata {
 export const avatarUid = (config: Config, kata: Kata, avatar: AvatarName) =>
   config.uidBase + 64 * kata.slot + AVATARS.indexOf(avatar);
 
+// Each avatar's own TCP ports, the only ones its runs may bind or connect to: the
+// 100 from 10000 + 100 × its index (the kata's ephemeral ports start above them all).
+const PORTS_BASE = 10000;
+const PORTS_PER_AVATAR = 100;
+export const avatarPorts = (avatar: AvatarName): [number, number] => {
+  const low = PORTS_BASE + PORTS_PER_AVATAR * AVATARS.indexOf(avatar);
+  return [low, low + PORTS_PER_AVATAR - 1];
+};
+
 // Who a helper request is for.
-export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName) => ({ avatar, uid: avatarUid(config, kata, avatar), lockSeconds: config.avatarLockSeconds });
+export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName) => ({
+  avatar,
+  uid: avatarUid(config, kata, avatar),
+  lockSeconds: config.avatarLockSeconds,
+  ports: avatarPorts(avatar),
+});
 
 // Containers that hold no processes: their slot is free, and they may be reaped.
 const STOPPED = new Set(['exited', 'dead']);
@@ -315,6 +329,21 @@ export class Katas {
         MemorySwap: limits.memoryBytes,
         NanoCpus: limits.nanoCpus,
         ShmSize: limits.shmBytes,
+        // The kata's System V and POSIX IPC, bounded (its namespace is its own): all of it
+        // together holds no more than its /dev/shm, and a segment no process holds goes.
+        Sysctls: {
+          'kernel.shmmax': String(limits.shmBytes),
+          'kernel.shmall': String(Math.ceil(limits.shmBytes / 4096)),
+          'kernel.shmmni': '64',
+          'kernel.shm_rmid_forced': '1',
+          'kernel.msgmni': '64',
+          'kernel.msgmnb': '65536',
+          'kernel.msgmax': '8192',
+          'kernel.sem': '250 8000 32 64',
+          'fs.mqueue.queues_max': '64',
+          'fs.mqueue.msg_max': '10',
+          'fs.mqueue.msgsize_max': '8192',
+        },
         Ulimits: [
           { Name: 'nproc', Soft: limits.nproc, Hard: limits.nproc },
           { Name: 'nofile', Soft: limits.nofile, Hard: limits.nofile },

@@ -15,6 +15,7 @@ export interface Target {
   // How long a request waits in the kata for the avatar's lock, which another runner
   // process's request may hold; then it answers busy.
   lockSeconds: number;
+  ports: [number, number]; // the TCP ports its runs may bind and connect to
 }
 
 const who = (target: Target): Field[] => [target.avatar, target.uid, target.lockSeconds];
@@ -114,6 +115,7 @@ export async function runTests(
         request.maxSeconds,
         MAX_RETURNED_FILES,
         MAX_DELETED_NAMES,
+        ...target.ports,
         request.env.length,
         ...request.env,
         request.deleted.length,

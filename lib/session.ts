@@ -165,6 +165,7 @@ export class Session {
   private ended?: Error;
   private hello?: (error?: Error) => void;
   shell = ''; // what runs cyber-dojo.sh in this kata
+  landlock = 0; // the kernel's Landlock ABI, 0 when it has none
 
   private constructor(
     readonly kata: Kata,
@@ -200,7 +201,11 @@ export class Session {
 
   private onFrame(id: number, type: string, body: Buffer): void {
     if (type === 'h') {
-      this.shell = fields(body)[1]?.toString('utf8') ?? '';
+      const [, shell, landlock] = fields(body);
+      this.shell = shell?.toString('utf8') ?? '';
+      this.landlock = Number(landlock ?? 0);
+      // Below ABI 6 a run's abstract sockets and ports are not its own (README: threat model).
+      if (this.landlock < 6) this.log.warn({ kataId: this.kata.kataId, landlock: this.landlock }, 'this kernel confines runs less than the runner can');
       this.hello?.();
       return;
     }

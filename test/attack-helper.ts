@@ -51,6 +51,7 @@ export interface Attack {
   expect: { colour: string; timed_out: boolean; oom_killed: boolean; [field: string]: unknown }; // matched against its answer
   victim?: Record<string, string>; // salmon's files, when not victimFiles(language)
   before?: (kata: Kata) => Promise<void>; // once both avatars are in, before any run
+  after?: (kata: Kata & { hostile: any }) => Promise<void>; // once both runs are answered, before lion's next
   victimLeads?: boolean; // salmon's run starts first: the attack needs a process of salmon to aim at
   countPeak?: boolean; // count lion's processes every 100 ms while the hostile run lasts
   nextDeleted?: string[]; // what lion's next run deletes besides writing the normal files
@@ -145,6 +146,7 @@ export async function attack(t: Test, runner: Runner, spec: Attack): Promise<Out
   t.ok(elapsedMs < (maxSeconds + 1) * 1000, `the hostile run answered in ${elapsedMs} ms, within max_seconds + 1 s`);
   const left = await processesOf(containerId, lionUid);
   t.equal(left, 0, 'no process of lion is left');
+  await spec.after?.({ ...kata, hostile: lion });
 
   t.equal(victimAnswer.status, 200, "salmon's run is answered");
   const salmon = victimAnswer.body.run;

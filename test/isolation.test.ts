@@ -16,11 +16,12 @@ const sorted = (text: string) => text.split('\n').filter(Boolean).sort();
 
 t.test("lion cannot read, write, list or signal salmon's files and processes, nor the kata's", async (t) => {
   const runner = await startRunner(t);
-  // Salmon leaves a file in its home and in /tmp, and a sleep that must live to its end.
+  // Salmon leaves a file in its home and in /dev/shm (the one folder avatars share), and
+  // a sleep that must live to its end.
   const victim = victimFiles('python');
   victim['cyber-dojo.sh'] = [
     'echo secret >"$HOME/secret.txt"',
-    'echo secret >/tmp/salmon.txt',
+    'echo secret >/dev/shm/salmon.txt',
     'sleep 4 &',
     'sleeper=$!',
     victim['cyber-dojo.sh']!.trimEnd(),
@@ -35,11 +36,13 @@ t.test("lion cannot read, write, list or signal salmon's files and processes, no
     ["write in salmon's sandbox", 'touch /sandboxes/salmon/x'],
     ["list salmon's home", 'ls /home/salmon'],
     ["read salmon's home file", 'cat /home/salmon/secret.txt'],
-    ["read salmon's /tmp file", 'cat /tmp/salmon.txt'],
-    ["delete salmon's /tmp file", 'rm -f /tmp/salmon.txt'],
-    ["write salmon's /tmp file", 'echo lion >/tmp/salmon.txt'],
+    ["read salmon's /dev/shm file", 'cat /dev/shm/salmon.txt'],
+    ["delete salmon's /dev/shm file", 'rm -f /dev/shm/salmon.txt'],
+    ["write salmon's /dev/shm file", 'echo lion >/dev/shm/salmon.txt'],
+    ['write in the shared /tmp', 'echo lion >/tmp/lion.txt'],
+    ['write in the shared /var/tmp', 'echo lion >/var/tmp/lion.txt'],
     ["list the runner's work folders", 'ls /run/cyber-dojo'],
-    ["read salmon's output so far", 'cat /run/cyber-dojo/salmon/stdout'],
+    ["read salmon's output so far", 'cat /proc/$sleeper/fd/1'],
     ["read salmon's environment", 'cat /proc/$sleeper/environ'],
     ["list salmon's working folder", 'ls /proc/$sleeper/cwd/'],
     ["stop salmon's sleep", 'kill -STOP $sleeper'],
@@ -78,7 +81,8 @@ t.test("lion cannot read, write, list or signal salmon's files and processes, no
   t.equal(outcome.hostile.stdout.content, ['found the sleeps', ...attempts.map(([what]) => `denied: ${what}`), ''].join('\n'));
   const salmon = `${outcome.salmonUid}:${outcome.salmonUid}`;
   t.same(sorted(await inContainer(outcome.containerId, 'ls -A /sandboxes/salmon', salmon)), SALMON_FILES, "salmon's sandbox holds its files alone");
-  t.equal(await inContainer(outcome.containerId, 'cat /tmp/salmon.txt /home/salmon/secret.txt', salmon), 'secret\nsecret\n', "salmon's files are as it left them");
+  t.equal(await inContainer(outcome.containerId, 'cat /home/salmon/secret.txt', salmon), 'secret\n', "salmon's file is as it left it");
+  t.equal(await inContainer(outcome.containerId, 'ls -A /dev/shm /tmp /var/tmp'), '/dev/shm:\n\n/tmp:\n\n/var/tmp:\n', "and nothing of either avatar's is left in the shared folders");
   const state = (await docker.getContainer(outcome.containerId).inspect()).State;
   t.equal(state.Running, true, 'the kata lives on');
   await end(t, outcome);

@@ -128,10 +128,11 @@ t.test('two avatars of one kata run at the same time, each with its own output',
   const runner = await startRunner(t);
   const id = await bashKata(runner);
   t.equal((await runner.post('avatar_new', { kata_id: id, avatar_name: 'salmon', starting_files: {} })).status, 200);
-  // Each waits in the kata's shared /tmp for the other: both finish only if both ran at once.
+  // Each waits in /dev/shm, the one folder avatars share, for the other: both finish
+  // only if both ran at once.
   const script = [
-    'touch "/tmp/$CYBER_DOJO_AVATAR_NAME.here"',
-    'until [ "$(ls /tmp/*.here | wc -l)" = 2 ]; do sleep 0.1; done',
+    'touch "/dev/shm/$CYBER_DOJO_AVATAR_NAME.here"',
+    'until [ "$(ls /dev/shm/*.here | wc -l)" = 2 ]; do sleep 0.1; done',
     'sleep 1',
     'echo "$CYBER_DOJO_AVATAR_NAME $(whoami)"',
     '',

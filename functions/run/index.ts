@@ -4,7 +4,7 @@ import { Avatar, checkFilenames, checkFiles, Dictionary, Filenames, Files, Image
 import { classify } from '../../lib/colour.ts';
 import { errors, isError, malformed } from '../../lib/errors.ts';
 import { defineFunction, type Services } from '../../lib/function.ts';
-import { avatarIn, type Kata } from '../../lib/katas.ts';
+import { avatarIn, avatarPorts, type Kata } from '../../lib/katas.ts';
 import { avatarNew, runTests, type RunOutcome } from '../../lib/sandbox.ts';
 import type { Session } from '../../lib/session.ts';
 
@@ -117,6 +117,7 @@ export default defineFunction({
             `USER=${avatar}`,
             `LOGNAME=${avatar}`,
             `TMPDIR=/home/${avatar}/tmp`,
+            `CYBER_DOJO_PORTS=${avatarPorts(avatar).join('-')}`,
           ];
           const request = resurrected
             ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env }
