@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes this machine ready to run and test the runner: npm packages, a Docker engine,
-# the base image and the start-point images. Idempotent: a second run only checks.
+# Makes this machine ready to run and test the runner: npm packages, the kata helper, a
+# Docker engine, the base image and the start-point images; with `deployment`, also the
+# images of a deployment (deploy/compose.yml). Idempotent: a second run only checks.
 # Needs root (or sudo) the first time, for apt and dockerd.
 set -euo pipefail
 
@@ -9,7 +10,8 @@ cd "$root"
 
 # Image names are shared with the runner (lib/config.ts reads the same defaults).
 BASE_IMAGE=${RUNNER_BASE_IMAGE:-cyber-dojo-runner/base:bookworm}
-ROOTFS_IMAGE=cyber-dojo-runner/debian:bookworm
+ROOTFS_PREFIX=cyber-dojo-runner/debian
+ROOTFS_IMAGE=$ROOTFS_PREFIX:bookworm
 IMAGE_PREFIX=${RUNNER_IMAGE_PREFIX:-cyber-dojo-runner/}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -103,22 +105,51 @@ folder_hash() {
   (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
 
-rootfs_image() {
-  image_exists "$ROOTFS_IMAGE" && return 0
+rootfs_image() { # suite: a Debian root file system as an image, $ROOTFS_PREFIX:<suite>
+  local suite=$1 image=$ROOTFS_PREFIX:$1
+  image_exists "$image" && return 0
   # Where a registry answers, Debian's own slim image is the root; otherwise debootstrap builds one.
-  if timeout 30 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
-    docker tag debian:bookworm-slim "$ROOTFS_IMAGE"
+  if timeout 30 docker pull -q "debian:$suite-slim" >/dev/null 2>&1; then
+    docker tag "debian:$suite-slim" "$image"
     return 0
   fi
-  step "building $ROOTFS_IMAGE with debootstrap from $MIRROR (no registry answers)"
-  command -v debootstrap >/dev/null 2>&1 || \
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null
+  step "building $image with debootstrap from $MIRROR (no registry answers)"
+  apt_install debootstrap debootstrap
   local dir
   dir=$(mktemp -d /var/tmp/runner-rootfs.XXXXXX)
-  with_progress /tmp/debootstrap.log as_root debootstrap --variant=minbase bookworm "$dir" "$MIRROR"
+  with_progress "/tmp/debootstrap-$suite.log" as_root debootstrap --variant=minbase "$suite" "$dir" "$MIRROR"
   as_root rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
-  as_root tar -C "$dir" -c . | docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' - "$ROOTFS_IMAGE" >/dev/null
+  as_root tar -C "$dir" -c . | docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' - "$image" >/dev/null
   as_root rm -rf "$dir"
+}
+
+# The runner's own image: the built runner, its production packages, the helper and the
+# start points, on trixie (Node.js 20.19). Rebuilt when any of them changed.
+runner_image() {
+  local sha hash stage
+  sha=$(git rev-parse HEAD)
+  hash=$( (echo "$sha"; docker image inspect --format '{{.Id}}' "$ROOTFS_PREFIX:trixie"
+    for dir in lib functions deploy/start-points deploy/runner; do folder_hash "$dir"; done
+    sha256sum package-lock.json) | sha256sum | cut -c1-16)
+  [ "$(image_label cyber-dojo-runner/runner:latest cyber-dojo-runner.source_hash)" = "$hash" ] && return 0
+  step "staging the runner image's files"
+  npm run --silent build
+  stage=$(mktemp -d /var/tmp/runner-image.XXXXXX)
+  mkdir -p "$stage/app/deploy"
+  cp -r dist package.json package-lock.json "$stage/app/"
+  cp -r deploy/start-points "$stage/app/deploy/"
+  (cd "$stage/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+  docker_build cyber-dojo-runner/runner:latest "$stage" "$hash" -f "$root/deploy/runner/Dockerfile" \
+    --build-arg "TRIXIE_IMAGE=$ROOTFS_PREFIX:trixie" --build-arg "RUNNER_SHA=$sha"
+  docker tag cyber-dojo-runner/runner:latest "cyber-dojo-runner/runner:$sha"
+  rm -rf "$stage"
+}
+
+deployment_images() {
+  rootfs_image trixie
+  runner_image
+  build_image cyber-dojo-runner/nginx:latest deploy/nginx "$BASE_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE"
+  build_image cyber-dojo-runner/engine-proxy:latest deploy/engine-proxy "$BASE_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE"
 }
 
 # Builds image $1 from folder $2 unless an image with the same source hash (the
@@ -127,12 +158,14 @@ build_image() {
   local image=$1 dir=$2 from=$3; shift 3
   local hash
   hash=$( (folder_hash "$dir"; docker image inspect --format '{{.Id}}' "$from") | sha256sum | cut -c1-16)
-  if [ "$(image_label "$image" cyber-dojo-runner.source_hash)" = "$hash" ]; then
-    return 0
-  fi
+  [ "$(image_label "$image" cyber-dojo-runner.source_hash)" = "$hash" ] && return 0
+  docker_build "$image" "$dir" "$hash" "$@"
+}
+
+docker_build() { # image folder source-hash build-options...
+  local image=$1 dir=$2 hash=$3 started=$SECONDS; shift 3
   step "building $image"
-  local started=$SECONDS
-  with_progress "/tmp/build-$(basename "$dir").log" env DOCKER_BUILDKIT=0 docker build \
+  with_progress "/tmp/build-${image//\//-}.log" env DOCKER_BUILDKIT=0 docker build \
     --label "cyber-dojo-runner.source_hash=$hash" "$@" -t "$image" "$dir"
   note "built in $((SECONDS - started))s, $(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%d MB", $1/1e6}')"
 }
@@ -153,9 +186,10 @@ main() {
   npm_packages
   kata_helper
   docker_engine
-  rootfs_image
+  rootfs_image bookworm
   build_image "$BASE_IMAGE" deploy/base "$ROOTFS_IMAGE" --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"
   start_point_images
+  [ "${1:-}" = deployment ] && deployment_images
   note "set-up ready in $((SECONDS - started))s"
 }
 

@@ -32,6 +32,9 @@ export interface Config {
   imagePrefix: string; // start point <name> is image <imagePrefix><name>
   sha: string;
   helperFile: string; // the kata helper binary the set-up built
+  // Where run makes a kata it resurrects, when it may not create containers itself
+  // (a deployment's run service): another runner's POST /kata_new. null: here.
+  kataNewUrl: string | null;
   limits: KataLimits;
 }
 
@@ -57,6 +60,13 @@ function number(env: NodeJS.ProcessEnv, name: string, fallback: number, min: num
     throw new Error(`${name}=${text}: expected ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`);
   }
   return value;
+}
+
+function url(env: NodeJS.ProcessEnv, name: string): string | null {
+  const text = env[name];
+  if (!text) return null;
+  if (!URL.canParse(text) || !/^https?:$/.test(new URL(text).protocol)) throw new Error(`${name}=${text}: expected an http(s) URL`);
+  return text;
 }
 
 function gitSha(): string | undefined {
@@ -109,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',
     sha,
     helperFile: env.KATA_HELPER ?? `${projectRoot}dist/kata-helper`,
+    kataNewUrl: url(env, 'KATA_NEW_URL'),
     limits,
   };
 }

@@ -66,6 +66,7 @@ function engineError(e: unknown): EngineError {
   if (err.statusCode === 404) return new EngineError('not_found', message, 404);
   if (err.statusCode === 409) return new EngineError('conflict', message, 409);
   if (err.statusCode === 400) return new EngineError('invalid', message, 400);
+  if (err.statusCode === 403) return new EngineError('forbidden', message, 403);
   if (err.code && UNAVAILABLE.has(err.code)) return new EngineError('unavailable', message);
   return new EngineError('failed', message, err.statusCode);
 }

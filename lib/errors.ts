@@ -39,7 +39,8 @@ export const isError = (e: unknown, like: RunnerError): e is RunnerError => e in
 // because only they know whether a missing thing is a kata, an avatar or an image.
 export class EngineError extends Error {
   constructor(
-    readonly kind: 'not_found' | 'conflict' | 'invalid' | 'unavailable' | 'failed',
+    // forbidden: a proxy in front of the engine refused the call (a deployment's choice).
+    readonly kind: 'not_found' | 'conflict' | 'invalid' | 'unavailable' | 'forbidden' | 'failed',
     message: string,
     readonly statusCode?: number,
   ) {

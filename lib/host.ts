@@ -7,6 +7,7 @@ import { Type } from '@sinclair/typebox';
 import type Docker from 'dockerode';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { createTask, validate as validCron, type ScheduledTask } from 'node-cron';
+import { hostname } from 'node:os';
 import { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
 import { DockerEngine, type Engine } from './engine.ts';
@@ -24,6 +25,8 @@ export interface HostOptions {
   docker?: Docker; // a client for another engine (DOCKER_HOST by default)
   logger?: FastifyServerOptions['logger'];
 }
+
+const HOSTNAME = hostname();
 
 const ErrorBody = Type.Object(
   { exception: Type.Object({ function: Type.String(), message: Type.String({ description: '<arg>:<reason>' }) }) },
@@ -99,6 +102,8 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     closing = true;
   });
   app.addHook('onSend', async (_request, reply) => {
+    // Which process answered: a deployment's replicas tell themselves apart by it.
+    reply.header('x-runner-host', HOSTNAME);
     if (closing) reply.header('connection', 'close');
   });
 

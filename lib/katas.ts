@@ -124,6 +124,7 @@ export class Katas {
       await this.engine.pullImage(imageName, this.config.imagePullTimeoutMs);
     } catch (e) {
       if (isEngineError(e, 'unavailable')) throw errors.engineUnavailable(e.message);
+      if (isEngineError(e, 'forbidden')) throw e; // this runner may not pull: its deployment's fault
       throw errors.imageNotFound(e instanceof Error ? e.message : String(e));
     }
   }

@@ -50,6 +50,20 @@ async function colourOf(outcome: RunOutcome, kata: Kata, { colourRules, log }: S
   return colour ?? 'faulty';
 }
 
+// A kata this runner may make itself, or one another runner's kata_new makes (config.kataNewUrl).
+async function createKata({ katas, config }: Services, imageName: string, kataId: string): Promise<void> {
+  const body = { image_name: imageName, kata_id: kataId, lifetime_seconds: RESURRECTED_LIFETIME_SECONDS };
+  if (!config.kataNewUrl) {
+    await katas.create(imageName, kataId, RESURRECTED_LIFETIME_SECONDS);
+    return;
+  }
+  const response = await fetch(config.kataNewUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(JOIN_WAIT_MS) });
+  if (response.ok) return;
+  const message = ((await response.json().catch(() => ({}))) as { exception?: { message?: string } }).exception?.message;
+  const known = [errors.kataExists(), errors.imageNotFound(), errors.engineUnavailable()].find((e) => e.code === message);
+  throw known ?? errors.server(`${config.kataNewUrl}: ${response.status} ${message}`);
+}
+
 export default defineFunction({
   name: 'run',
   method: 'POST',
@@ -85,7 +99,7 @@ export default defineFunction({
     const createOrJoin = async (): Promise<void> => {
       for (const giveUp = Date.now() + JOIN_WAIT_MS; ; await sleep(100)) {
         try {
-          await katas.create(body.image_name!, body.kata_id, RESURRECTED_LIFETIME_SECONDS);
+          await createKata(services, body.image_name!, body.kata_id);
           return;
         } catch (e) {
           if (!isError(e, errors.kataExists())) throw e;
