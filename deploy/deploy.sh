@@ -12,10 +12,6 @@ if [ "${1:-}" = down ]; then
   exit 0
 fi
 deploy/setup.sh deployment
-command -v docker-compose >/dev/null 2>&1 || {
-  printf '\n==> installing Debian'"'"'s docker-compose\n' >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -q --no-install-recommends docker-compose >/dev/null; else sudo apt-get install -y -q --no-install-recommends docker-compose >/dev/null; fi
-}
 compose up -d --remove-orphans "$@"
 url="http://${NGINX_BIND:-127.0.0.1:8080}"
 answer() { node -e 'fetch(process.argv[1]).then(async (r) => { console.log(await r.text()); process.exit(r.ok ? 0 : 1) }, () => process.exit(1))' "$1"; }

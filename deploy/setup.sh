@@ -146,6 +146,7 @@ runner_image() {
 }
 
 deployment_images() {
+  apt_install docker-compose docker-compose
   rootfs_image trixie
   runner_image
   build_image cyber-dojo-runner/nginx:latest deploy/nginx "$BASE_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE"
