@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes this machine ready to run and test the runner: npm packages, the kata helper, a
 # Docker engine, the base image and the start-point images; with `deployment`, also the
-# images of a deployment (deploy/compose.yml). Idempotent: a second run only checks.
+# images of a deployment (deploy/compose.yml); with `test`, the tools the tests use.
+# Idempotent: a second run only checks.
 # Needs root (or sudo) the first time, for apt and dockerd.
 set -euo pipefail
 
@@ -77,6 +78,10 @@ docker_engine() {
 apt_install() { # packages, when a command of theirs is missing: $1 the command
   local command=$1; shift
   command -v "$command" >/dev/null 2>&1 && return 0
+  apt_packages "$@"
+}
+
+apt_packages() {
   step "installing Debian's $*"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   with_progress "/tmp/apt-$1.log" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
@@ -145,6 +150,11 @@ runner_image() {
   rm -rf "$stage"
 }
 
+# Prometheus's own parser of its text format reads /metrics in the tests.
+test_tools() {
+  /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || apt_packages python3-prometheus-client
+}
+
 deployment_images() {
   apt_install docker-compose docker-compose
   rootfs_image trixie
@@ -190,7 +200,13 @@ main() {
   rootfs_image bookworm
   build_image "$BASE_IMAGE" deploy/base "$ROOTFS_IMAGE" --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"
   start_point_images
-  [ "${1:-}" = deployment ] && deployment_images
+  for part in "$@"; do
+    case $part in
+      deployment) deployment_images ;;
+      test) test_tools ;;
+      *) printf 'setup: unknown part %s (deployment, test)\n' "$part" >&2; return 2 ;;
+    esac
+  done
   note "set-up ready in $((SECONDS - started))s"
 }
 

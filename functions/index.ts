@@ -9,6 +9,7 @@ import imagePulled from './image_pulled/index.ts';
 import kataExists from './kata_exists/index.ts';
 import kataNew from './kata_new/index.ts';
 import kataOld from './kata_old/index.ts';
+import metrics from './metrics/index.ts';
 import ready from './ready/index.ts';
 import reap from './reap/index.ts';
 import run from './run/index.ts';
@@ -30,4 +31,5 @@ export const functions: RunnerFunction[] = [
   imagePulled,
   imagePull,
   reap,
+  metrics,
 ];

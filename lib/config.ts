@@ -1,6 +1,7 @@
 // The runner's whole configuration: defaults, the environment variables that override
 // them, and their validation. A bad value stops the runner at start, never mid-kata.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface KataLimits {
@@ -27,6 +28,12 @@ export interface Config {
   uidBase: number;
   runsAtOnce: number; // per kata, per runner process; the rest queue
   avatarLockSeconds: number; // a request waits this long for its avatar's lock in the kata
+  runQueueLimit: number; // runs waiting in this process, past which a run is 429
+  kataQueueLimit: number; // runs waiting for one kata, likewise
+  runQueueWaitMs: number; // a run waiting longer than this for its place is 503
+  tokens: string[]; // none: open; else every function but /alive and /ready needs one
+  maxEventLoopDelayMs: number; // past either, /ready answers 503 runner:busy
+  maxHeapBytes: number;
   imagePullTimeoutMs: number;
   startPointsDir: string;
   imagePrefix: string; // start point <name> is image <imagePrefix><name>
@@ -60,6 +67,22 @@ function number(env: NodeJS.ProcessEnv, name: string, fallback: number, min: num
     throw new Error(`${name}=${text}: expected ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`);
   }
   return value;
+}
+
+// RUNNER_TOKEN: tokens, comma-separated (several while one is rotated out); or
+// RUNNER_TOKEN_FILE: a file of them, one a line. Each at least 16 characters.
+function tokens(env: NodeJS.ProcessEnv): string[] {
+  let text = env.RUNNER_TOKEN ?? '';
+  if (env.RUNNER_TOKEN_FILE) {
+    try {
+      text = readFileSync(env.RUNNER_TOKEN_FILE, 'utf8');
+    } catch (e) {
+      throw new Error(`RUNNER_TOKEN_FILE=${env.RUNNER_TOKEN_FILE}: ${(e as Error).message}`);
+    }
+  }
+  const list = text.split(/[,\n]/).map((t) => t.trim()).filter(Boolean);
+  if (list.some((t) => t.length < 16 || !/^[\x21-\x7e]+$/.test(t))) throw new Error('RUNNER_TOKEN: each token needs at least 16 printable characters, no spaces');
+  return list;
 }
 
 function url(env: NodeJS.ProcessEnv, name: string): string | null {
@@ -114,6 +137,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uidBase: number(env, 'AVATAR_UID_BASE', 2_000_000, 100_000, 2 ** 30),
     runsAtOnce: number(env, 'KATA_RUNS_AT_ONCE', 4, 1, 64),
     avatarLockSeconds: number(env, 'AVATAR_LOCK_SECONDS', 60, 1, 600),
+    // A full kata (64 avatars, 4 running) never sees these.
+    runQueueLimit: number(env, 'RUN_QUEUE_LIMIT', 512, 1, 100_000),
+    kataQueueLimit: number(env, 'KATA_QUEUE_LIMIT', 64, 1, 10_000),
+    runQueueWaitMs: number(env, 'RUN_QUEUE_SECONDS', 120, 1, 3600) * 1000,
+    tokens: tokens(env),
+    maxEventLoopDelayMs: number(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 10, 60_000),
+    maxHeapBytes: size(env, 'MAX_HEAP', '1g', 1024 ** 2, 64 * 1024 ** 3),
     imagePullTimeoutMs: number(env, 'IMAGE_PULL_TIMEOUT_SECONDS', 120, 1, 3600) * 1000,
     startPointsDir: env.START_POINTS_DIR ?? `${projectRoot}deploy/start-points`,
     imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',

@@ -5,6 +5,10 @@ import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { EngineError } from './errors.ts';
+import type { Metrics } from './metrics.ts';
+
+// An engine call slower than this is logged at warn, not debug.
+const SLOW_MS = 1000;
 
 export interface ContainerInfo {
   id: string;
@@ -78,23 +82,28 @@ export class DockerEngine implements Engine {
 
   constructor(
     private readonly log: FastifyBaseLogger,
+    private readonly metrics: Metrics,
     docker?: Docker,
   ) {
     // With no options docker-modem honours DOCKER_HOST, else the local socket.
     this.docker = docker ?? new Docker();
   }
 
-  // Runs one engine call, logging it with the container (or image) it touched.
+  // Runs one engine call, logging it with the container (or image) it touched: at debug,
+  // or at warn when it was slow or failed (unless the caller expects that failure).
   private async call<T>(op: string, target: string, fn: () => Promise<T>, tolerate: EngineError['kind'][] = []): Promise<T> {
     const started = performance.now();
+    const ms = () => Math.round(performance.now() - started);
     try {
       const result = await fn();
-      this.log.info({ engine: op, target, ms: Math.round(performance.now() - started) }, 'engine call');
+      this.metrics.engineSeconds.observe({ op }, ms() / 1000);
+      this.log[ms() > SLOW_MS ? 'warn' : 'debug']({ engine: op, target, ms: ms() }, 'engine call');
       return result;
     } catch (e) {
       const error = engineError(e);
-      const level = tolerate.includes(error.kind) ? 'info' : 'warn';
-      this.log[level]({ engine: op, target, kind: error.kind, err: error.message }, 'engine call failed');
+      this.metrics.engineSeconds.observe({ op }, ms() / 1000);
+      this.metrics.engineErrors.inc({ op, kind: error.kind });
+      this.log[tolerate.includes(error.kind) ? 'debug' : 'warn']({ engine: op, target, ms: ms(), kind: error.kind, err: error.message }, 'engine call failed');
       throw error;
     }
   }

@@ -27,8 +27,12 @@ export const errors = {
   avatarExists: () => new RunnerError(409, 'avatar_name:exists'),
   imageNotFound: (detail?: string) => new RunnerError(404, 'image_name:!exists', detail),
   engineUnavailable: (detail?: string) => new RunnerError(503, 'engine:unavailable', detail),
-  // The avatar's lock in the kata was held longer than a request may wait for it.
-  avatarBusy: () => new RunnerError(503, 'run:busy', 'the avatar is busy with another request', 10),
+  // Too many runs waiting (429), or one waited longer than its share (503): Retry-After says when to try again.
+  runBusy: (status: 429 | 503, retryAfter: number, detail?: string) => new RunnerError(status, 'run:busy', detail, retryAfter),
+  // This process is over its limits (event-loop delay, memory): /ready says so.
+  runnerBusy: (detail?: string) => new RunnerError(503, 'runner:busy', detail, 5),
+  // A token is configured and the request's is missing or wrong.
+  tokenInvalid: () => new RunnerError(401, 'token:!valid'),
   server: (detail?: string) => new RunnerError(500, 'server:error', detail),
 };
 

@@ -6,8 +6,9 @@ import type { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
 import type { Engine } from './engine.ts';
 import type { Katas } from './katas.ts';
+import type { Metrics } from './metrics.ts';
+import type { RunQueue } from './run-queue.ts';
 import type { Sessions } from './session.ts';
-import type { KeyedLimiter } from './limiter.ts';
 import type { StartPoint } from './start-points.ts';
 
 export interface Services {
@@ -16,10 +17,17 @@ export interface Services {
   katas: Katas;
   sessions: Sessions; // each live kata's helper, one per kata
   colourRules: ColourRulesCache;
-  runs: KeyedLimiter; // by kata: config.runsAtOnce of its runs at once
-  avatarRuns: KeyedLimiter; // by kata and avatar: one at a time, before taking a place in `runs`
+  runQueue: RunQueue; // an avatar's runs one at a time, a kata's config.runsAtOnce at once
+  metrics: Metrics;
+  underPressure: () => boolean; // over the process's limits (event-loop delay, heap)
   startPoints: () => StartPoint[];
   log: FastifyBaseLogger;
+}
+
+// What a handler knows of the request it serves.
+export interface RequestContext {
+  log: FastifyBaseLogger; // carries the request id
+  elapsedMs(): number; // since it arrived
 }
 
 export interface RunnerFunction<Body extends TSchema = TSchema, Result extends TSchema = TSchema> {
@@ -28,7 +36,11 @@ export interface RunnerFunction<Body extends TSchema = TSchema, Result extends T
   summary: string;
   body?: Body; // GET functions take none
   result: Result;
-  handler(body: Static<Body>, services: Services): Promise<Static<Result>>;
+  // The answer as is, of this content type, not as {<name>: result} (e.g. Prometheus text).
+  produces?: string;
+  // Answered without a token, when one is configured (the health checks).
+  open?: boolean;
+  handler(body: Static<Body>, services: Services, request: RequestContext): Promise<Static<Result>>;
   // A cron function: the host schedules it when this gives a schedule, and runs it once at start.
   schedule?(config: Config): string | null;
 }

@@ -2,19 +2,23 @@
 // contract says, documents itself from the same schemas, and runs cron functions.
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import underPressure from '@fastify/under-pressure';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type Docker from 'dockerode';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { createTask, validate as validCron, type ScheduledTask } from 'node-cron';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { isLoopback, requireToken } from './auth.ts';
 import { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
 import { DockerEngine, type Engine } from './engine.ts';
 import { EngineError, errors, malformed, RunnerError } from './errors.ts';
 import type { RunnerFunction, Services } from './function.ts';
 import { Katas } from './katas.ts';
-import { KeyedLimiter } from './limiter.ts';
+import { getMetrics } from './metrics.ts';
+import { RunQueue } from './run-queue.ts';
 import { Helper, Sessions } from './session.ts';
 import { loadStartPoints, type StartPoint } from './start-points.ts';
 
@@ -27,6 +31,10 @@ export interface HostOptions {
 }
 
 const HOSTNAME = hostname();
+const ALWAYS = ['metrics'];
+// A caller's x-request-id is kept when it is a plain token; otherwise one is made.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const pathOf = (url: string) => new URL(url, 'http://runner').pathname.replace(/^\/+/, '');
 
 const ErrorBody = Type.Object(
   { exception: Type.Object({ function: Type.String(), message: Type.String({ description: '<arg>:<reason>' }) }) },
@@ -52,19 +60,27 @@ function contractError(error: FastifyError & { validation?: { instancePath: stri
 export async function buildHost(options: HostOptions): Promise<FastifyInstance> {
   const { config } = options;
   const byName = new Map(options.functions.map((f) => [f.name, f]));
-  const mounted = config.functions === 'all' ? options.functions : config.functions.map((name) => byName.get(name));
+  // Every process answers /metrics about itself, whatever else it mounts.
+  const chosen = config.functions === 'all' ? [] : [...new Set([...config.functions, ...ALWAYS.filter((name) => byName.has(name))])];
+  const mounted = config.functions === 'all' ? options.functions : chosen.map((name) => byName.get(name));
   const unknown = config.functions === 'all' ? [] : config.functions.filter((name) => !byName.has(name));
   if (unknown.length) throw new Error(`RUNNER_FUNCTIONS: no function ${unknown.join(', ')} (there are ${[...byName.keys()].join(', ')})`);
 
   const app = Fastify({
     logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     bodyLimit: config.bodyLimitBytes,
     routerOptions: { ignoreTrailingSlash: true },
     // Wrong types are malformed, never coerced; unknown fields are left alone.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const engine = options.engine ?? new DockerEngine(app.log, options.docker);
+  const metrics = getMetrics();
+  const engine = options.engine ?? new DockerEngine(app.log, metrics, options.docker);
   const helper = Helper.load(config.helperFile);
   const katas = new Katas(engine, config, helper, app.log);
   const sessions = new Sessions(engine, katas, helper, app.log);
@@ -75,8 +91,12 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     katas,
     sessions,
     colourRules: new ColourRulesCache(engine, app.log),
-    runs: new KeyedLimiter(config.runsAtOnce),
-    avatarRuns: new KeyedLimiter(1),
+    runQueue: new RunQueue(
+      { runsAtOnce: config.runsAtOnce, processLimit: config.runQueueLimit, kataLimit: config.kataQueueLimit, maxWaitMs: config.runQueueWaitMs },
+      metrics,
+    ),
+    metrics,
+    underPressure: () => app.isUnderPressure(),
     startPoints: () => (startPoints ??= loadStartPoints(config.startPointsDir, config.imagePrefix)),
     log: app.log,
   };
@@ -87,9 +107,17 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, json);
   app.addSchema(ErrorBody);
+  // Only watches: /ready answers 503 while the process is over its limits, so that a
+  // load balancer routes around it; other requests go on.
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    maxHeapUsedBytes: config.maxHeapBytes,
+    pressureHandler: () => {},
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: 'cyber-dojo runner', version: config.sha.slice(0, 7), description: 'Runs cyber-dojo tests, one container per kata, one uid per avatar. Errors answer {exception: {function, message}}.' },
+      components: { securitySchemes: { token: { type: 'http', scheme: 'bearer', description: 'RUNNER_TOKEN, when the runner has one' } } },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
@@ -101,22 +129,31 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', async (request, reply) => {
     // Which process answered: a deployment's replicas tell themselves apart by it.
     reply.header('x-runner-host', HOSTNAME);
+    reply.header('x-request-id', request.id);
     if (closing) reply.header('connection', 'close');
   });
 
+  const open = new Set(mounted.filter((f) => f!.open).map((f) => f!.name));
+  requireToken(app, config.tokens, open);
+  if (!config.tokens.length && !isLoopback(config.host)) {
+    app.log.warn({ host: config.host }, 'no RUNNER_TOKEN: anyone who can reach this port can create katas');
+  }
+
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const e = contractError(error);
-    const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? 'host';
+    const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? pathOf(request.url);
     if (e.status >= 500) request.log.error({ err: error, detail: e.detail }, `${fn} failed`);
     else request.log.info({ code: e.code, detail: e.detail }, `${fn} refused`);
+    metrics.httpErrors.inc({ function: fn, message: e.code });
     if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
     return reply.status(e.status).send({ exception: { function: fn, message: e.code } });
   });
   app.setNotFoundHandler((request, reply) => {
-    const fn = new URL(request.url, 'http://runner').pathname.replace(/^\/+/, '');
+    const fn = pathOf(request.url);
+    metrics.httpErrors.inc({ function: fn, message: errors.functionNotFound().code });
     return reply.status(404).send({ exception: { function: fn, message: errors.functionNotFound().code } });
   });
 
@@ -128,13 +165,18 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
       schema: {
         summary: f.summary,
         ...(f.body ? { body: f.body } : {}),
+        ...(f.open || !config.tokens.length ? {} : { security: [{ token: [] }] }),
         response: {
-          200: Type.Object({ [f.name]: f.result }),
+          200: f.produces ? f.result : Type.Object({ [f.name]: f.result }),
           '4xx': Type.Ref(ErrorBody),
           '5xx': Type.Ref(ErrorBody),
         },
       },
-      handler: async (request) => ({ [f.name]: await f.handler(request.body ?? {}, services) }),
+      handler: async (request, reply) => {
+        const result = await f.handler(request.body ?? {}, services, { log: request.log, elapsedMs: () => reply.elapsedTime });
+        if (!f.produces) return { [f.name]: result };
+        return reply.type(f.produces).send(result);
+      },
     });
   }
 
@@ -147,7 +189,8 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     if (!schedule) continue;
     if (!validCron(schedule)) throw new Error(`${f.name}: schedule ${JSON.stringify(schedule)} is not a cron expression`);
     const run = () => {
-      const work = f.handler({}, services).catch((e: unknown) => app.log.error({ err: e, fn: f.name }, 'cron function failed'));
+      const started = performance.now();
+      const work = f.handler({}, services, { log: app.log, elapsedMs: () => performance.now() - started }).catch((e: unknown) => app.log.error({ err: e, fn: f.name }, 'cron function failed'));
       running.add(work);
       return work.finally(() => running.delete(work));
     };

@@ -179,6 +179,13 @@ export class Katas {
     return { kataId, containerId, imageName, imageId, deadline, slot, live: true };
   }
 
+  // This runner's live katas.
+  async countLive(): Promise<number> {
+    const now = Date.now();
+    const list = await this.engine.listContainers([`${LABEL.runner}=${this.config.runnerName}`]);
+    return list.filter((c) => c.state === 'running' && new Date(c.labels[LABEL.deadline] ?? 0).getTime() > now).length;
+  }
+
   // Removes the kata's container, whatever its state; true when it was live.
   async remove(kataId: string): Promise<boolean> {
     const info = await this.engine.inspectContainer(this.containerName(kataId));

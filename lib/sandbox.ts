@@ -19,6 +19,8 @@ export interface Target {
 }
 
 const who = (target: Target): Field[] => [target.avatar, target.uid, target.lockSeconds];
+// The avatar's lock in the kata, held by another runner process's request past our wait.
+const busy = (target: Target) => errors.runBusy(503, target.lockSeconds, `${target.avatar}'s lock in the kata stayed taken for ${target.lockSeconds} s`);
 
 const filesFields = (files: Files): Field[] => {
   const entries = Object.entries(files);
@@ -33,7 +35,7 @@ const failureText = (record: Reply) => `${record.name}: ${record.content.toStrin
 async function command(session: Session, type: 'avatar_new' | 'avatar_old' | 'avatar_exists' | 'kill', target: Target, more: Field[] = []): Promise<Reply[]> {
   const records = await session.request(type, [...who(target), ...more], { signal: AbortSignal.timeout(MAX_COMMAND_MS) });
   if (records.at(-1)?.kind !== 'end') throw errors.server(`${type} for ${target.avatar}: no end record`);
-  if (records.some((r) => r.kind === 'busy')) throw errors.avatarBusy();
+  if (records.some((r) => r.kind === 'busy')) throw busy(target);
   const failed = failure(records);
   if (failed) throw errors.server(`${type} for ${target.avatar}: ${failureText(failed)}`);
   return records;
@@ -135,7 +137,7 @@ export async function runTests(
   const find = (kind: string) => replies.find((r) => r.kind === kind);
   const named = (kind: string) => replies.filter((r) => r.kind === kind && r.nameIsUtf8);
   if (find('missing')) return 'avatar_missing';
-  if (find('busy')) throw errors.avatarBusy();
+  if (find('busy')) throw busy(target);
   const finished = find('finished');
   const status = finished ? Number(finished.flag) : 137;
   // The clock that ended the run says so: the helper's, or the host's watchdog.

@@ -134,8 +134,9 @@ export async function endKata(runner: Runner, id: string): Promise<string> {
   return container.id;
 }
 
-// A runner in a process of its own (lib/main.ts), as an operator starts it.
-export async function spawnRunner(t: Tap, env: Record<string, string> = {}): Promise<{ url: string; name: string; post: Runner['post'] }> {
+// A runner in a process of its own (lib/main.ts), as an operator starts it; `log` is
+// what it has logged so far, a JSON object a line.
+export async function spawnRunner(t: Tap, env: Record<string, string> = {}): Promise<{ url: string; name: string; post: Runner['post']; log: () => any[] }> {
   const name = `test-${randomBytes(4).toString('hex')}`;
   const child = spawn(process.execPath, ['--import', 'tsx', 'lib/main.ts'], {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
@@ -147,22 +148,22 @@ export async function spawnRunner(t: Tap, env: Record<string, string> = {}): Pro
     if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
     await removeContainers(name);
   });
+  let seen = '';
+  child.stdout!.on('data', (chunk: Buffer) => (seen += chunk.toString('utf8')));
   // Its first lines say where it listens.
   const url = await new Promise<string>((resolve, reject) => {
-    let seen = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      seen += chunk.toString('utf8');
+    child.stdout!.on('data', () => {
       const found = /runner listening on (http:\/\/[\d.]+:\d+)/.exec(seen);
       if (found) resolve(found[1]!);
     });
     child.once('exit', (code) => reject(new Error(`the runner exited with ${code}: ${seen}`)));
   });
-  child.stdout!.resume();
   const post: Runner['post'] = async (fn, body) => {
     const response = await fetch(`${url}/${fn}`, { method: 'POST', body: JSON.stringify(body) });
     return { status: response.status, body: await response.json() };
   };
-  return { url, name, post };
+  const log = () => seen.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  return { url, name, post, log };
 }
 
 export function uidOf(runner: Runner, slot: number, avatarIndex: number): number {

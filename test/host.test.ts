@@ -48,7 +48,8 @@ t.test('all functions are mounted by default, exactly the listed ones with RUNNE
     body: { exception: { function: 'kata_new', message: 'function:!exists' } },
   });
   t.equal((await some.get('/ready')).status, 404);
-  t.same(Object.keys((await some.get('/docs/json')).body.paths).sort(), ['/alive', '/kata_exists']);
+  // And /metrics, which every process answers about itself.
+  t.same(Object.keys((await some.get('/docs/json')).body.paths).sort(), ['/alive', '/kata_exists', '/metrics']);
 });
 
 t.test('an unknown function name in RUNNER_FUNCTIONS stops the start', async (t) => {

@@ -33,3 +33,22 @@ t.test('keys do not wait for each other, and a failure frees its place', async (
   await blocked;
   t.equal(await limiter.run('a', async () => 'a'), 'a');
 });
+
+t.test('a wait that is given up leaves the line, and the others keep their order', async (t) => {
+  const limiter = new KeyedLimiter(1);
+  let release!: () => void;
+  const held = limiter.run('k', () => new Promise<void>((resolve) => (release = resolve)));
+  const impatient = new AbortController();
+  const order: string[] = [];
+  const first = limiter.run('k', async () => void order.push('first'), impatient.signal);
+  const second = limiter.run('k', async () => void order.push('second'));
+  t.equal(limiter.waiting('k'), 2);
+  t.equal(limiter.waiting(), 2);
+  impatient.abort(new Error('waited too long'));
+  await t.rejects(first, /waited too long/);
+  t.equal(limiter.waiting(), 1, 'it left the line');
+  release();
+  await Promise.all([held, second]);
+  t.same(order, ['second']);
+  t.equal(limiter.waiting(), 0);
+});

@@ -6,5 +6,6 @@ export default defineFunction({
   method: 'GET',
   summary: 'true while the runner process answers',
   result: Type.Boolean(),
+  open: true,
   handler: async () => true,
 });

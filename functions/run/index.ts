@@ -51,13 +51,16 @@ async function colourOf(outcome: RunOutcome, kata: Kata, { colourRules, log }: S
 }
 
 // A kata this runner may make itself, or one another runner's kata_new makes (config.kataNewUrl).
-async function createKata({ katas, config }: Services, imageName: string, kataId: string): Promise<void> {
+async function createKata({ katas, config, metrics }: Services, imageName: string, kataId: string): Promise<void> {
   const body = { image_name: imageName, kata_id: kataId, lifetime_seconds: RESURRECTED_LIFETIME_SECONDS };
   if (!config.kataNewUrl) {
     await katas.create(imageName, kataId, RESURRECTED_LIFETIME_SECONDS);
+    metrics.katasCreated.inc();
     return;
   }
-  const response = await fetch(config.kataNewUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(JOIN_WAIT_MS) });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (config.tokens[0]) headers.authorization = `Bearer ${config.tokens[0]}`;
+  const response = await fetch(config.kataNewUrl, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(JOIN_WAIT_MS) });
   if (response.ok) return;
   const message = ((await response.json().catch(() => ({}))) as { exception?: { message?: string } }).exception?.message;
   const known = [errors.kataExists(), errors.imageNotFound(), errors.engineUnavailable()].find((e) => e.code === message);
@@ -71,8 +74,8 @@ export default defineFunction({
     "the [test] event: writes changed_files, deletes deleted_filenames, runs cyber-dojo.sh as the avatar within max_seconds, and answers its output, colour and the files it created, changed or deleted. With image_name and unchanged_files, a kata or avatar that is gone is resurrected from them.",
   body: Body,
   result: Result,
-  handler: async (body, services) => {
-    const { katas, sessions, config, log } = services;
+  handler: async (body, services, { log, elapsedMs }) => {
+    const { katas, sessions, config, metrics } = services;
     const maxFiles = config.limits.sandboxFiles;
     checkFiles('changed_files', body.changed_files, maxFiles);
     checkFilenames('deleted_filenames', body.deleted_filenames, maxFiles);
@@ -113,13 +116,14 @@ export default defineFunction({
       log.info({ kataId: body.kata_id, avatar }, 'kata resurrected');
       await sessions.with(body.kata_id, resurrectAvatar);
     };
+    let queueMs = 0;
 
     // A kata or avatar that is gone, or goes under the run, is brought back (twice at most).
     for (let attempt = 0; ; attempt++) {
       let ranIn: Kata | undefined;
       let outcome: RunOutcome | 'avatar_missing';
       try {
-        outcome = await sessions.with(body.kata_id, (session) => {
+        outcome = await sessions.with(body.kata_id, async (session) => {
           const kata = (ranIn = session.kata);
           const env = [
             `CYBER_DOJO_KATA_ID=${kata.kataId}`,
@@ -137,11 +141,9 @@ export default defineFunction({
             ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env }
             : { changed: body.changed_files, deleted: body.deleted_filenames, maxSeconds: body.max_seconds, env };
           // The clock of max_seconds starts when cyber-dojo.sh does, not while queued.
-          // An avatar's runs wait for each other first: waiting on its lock in the kata,
-          // they would hold places of the kata's that other avatars' runs could use.
-          return services.avatarRuns.run(`${kata.kataId}/${avatar}`, () =>
-            services.runs.run(kata.kataId, () => runTests(session, avatarIn(config, kata, avatar), request, log)),
-          );
+          const queued = await services.runQueue.run(kata.kataId, avatar, () => runTests(session, avatarIn(config, kata, avatar), request, log));
+          queueMs += queued.queueMs;
+          return queued.value;
         });
       } catch (e) {
         if (!(isError(e, errors.kataNotFound()) && canResurrect && attempt < 2)) throw e;
@@ -153,11 +155,26 @@ export default defineFunction({
         await sessions.with(body.kata_id, resurrectAvatar);
         continue;
       }
+      const colour = await colourOf(outcome, ranIn!, services);
+      const image = ranIn!.imageName;
+      metrics.runs.inc({ image, colour });
+      metrics.runSeconds.observe({ image, colour }, elapsedMs() / 1000);
+      metrics.scriptSeconds.observe({ image }, outcome.durationMs / 1000);
+      if (outcome.timedOut) metrics.timeouts.inc();
+      if (outcome.oomKilled) metrics.oomKills.inc();
+      if (resurrected) metrics.resurrections.inc();
+      log.info(
+        {
+          function: 'run', kata_id: body.kata_id, avatar, image, colour, status: outcome.status, timed_out: outcome.timedOut, oom_killed: outcome.oomKilled,
+          resurrected, queue_ms: Math.round(queueMs), script_ms: outcome.durationMs, total_ms: Math.round(elapsedMs()),
+        },
+        'run',
+      );
       return {
         stdout: outcome.stdout,
         stderr: outcome.stderr,
         status: outcome.status,
-        colour: await colourOf(outcome, ranIn!, services),
+        colour,
         timed_out: outcome.timedOut,
         oom_killed: outcome.oomKilled,
         created: outcome.created,
