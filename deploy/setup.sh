@@ -150,9 +150,12 @@ runner_image() {
   rm -rf "$stage"
 }
 
-# Prometheus's own parser of its text format reads /metrics in the tests.
+# Prometheus's own parser of its text format reads /metrics in the tests; an image with
+# cyber-dojo's conventions serves the cyber-dojo API's.
 test_tools() {
   /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || apt_packages python3-prometheus-client
+  build_image cyber-dojo-runner/test-cyber-dojo-python test/images/cyber-dojo-python "${IMAGE_PREFIX}python-pytest" \
+    --build-arg "START_POINT=${IMAGE_PREFIX}python-pytest"
 }
 
 deployment_images() {
@@ -200,6 +203,7 @@ main() {
   rootfs_image bookworm
   build_image "$BASE_IMAGE" deploy/base "$ROOTFS_IMAGE" --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"
   start_point_images
+  build_image cyber-dojo-runner/rag-ruby deploy/rag-ruby "$BASE_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE"
   for part in "$@"; do
     case $part in
       deployment) deployment_images ;;

@@ -1,4 +1,5 @@
-// Every function there is. The host mounts all of them, or those RUNNER_FUNCTIONS names.
+// Every function there is. The host mounts all of those of its API, or those
+// RUNNER_FUNCTIONS names.
 import type { RunnerFunction } from '../lib/function.ts';
 import alive from './alive/index.ts';
 import avatarExists from './avatar_exists/index.ts';
@@ -10,6 +11,9 @@ import kataExists from './kata_exists/index.ts';
 import kataNew from './kata_new/index.ts';
 import kataOld from './kata_old/index.ts';
 import metrics from './metrics/index.ts';
+import { alive as cyberDojoAlive, ready as cyberDojoReady, sha as cyberDojoSha } from './cyber_dojo_probes/index.ts';
+import pullImage from './pull_image/index.ts';
+import runCyberDojoSh from './run_cyber_dojo_sh/index.ts';
 import ready from './ready/index.ts';
 import reap from './reap/index.ts';
 import run from './run/index.ts';
@@ -32,4 +36,10 @@ export const functions: RunnerFunction[] = [
   imagePull,
   reap,
   metrics,
+  // Today's cyber-dojo runner API (RUNNER_API=cyber-dojo).
+  cyberDojoAlive,
+  cyberDojoReady,
+  cyberDojoSha,
+  pullImage,
+  runCyberDojoSh,
 ];

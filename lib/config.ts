@@ -22,6 +22,9 @@ export interface Config {
   host: string;
   port: number;
   functions: string[] | 'all';
+  api: 'runner' | 'cyber-dojo'; // which API's functions this host mounts
+  cyberDojoKataSeconds: number; // how long the kata of a cyber-dojo API id is kept warm
+  cyberDojoCleanHome: boolean; // each of its runs starts from an empty home and /tmp
   runnerName: string;
   bodyLimitBytes: number;
   reapSchedule: string | null; // null: another process reaps
@@ -67,6 +70,12 @@ function number(env: NodeJS.ProcessEnv, name: string, fallback: number, min: num
     throw new Error(`${name}=${text}: expected ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`);
   }
   return value;
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {
+  const text = env[name] || fallback;
+  if (!values.includes(text as T)) throw new Error(`${name}=${text}: expected one of ${values.join(', ')}`);
+  return text as T;
 }
 
 // RUNNER_TOKEN: tokens, comma-separated (several while one is rotated out); or
@@ -131,6 +140,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: env.HOST ?? '127.0.0.1',
     port: number(env, 'PORT', 4597, 0, 65535),
     functions: functions.length ? functions : 'all',
+    api: oneOf(env, 'RUNNER_API', ['runner', 'cyber-dojo'] as const, 'runner'),
+    cyberDojoKataSeconds: number(env, 'CYBER_DOJO_KATA_SECONDS', 7200, 60, 604800),
+    cyberDojoCleanHome: oneOf(env, 'CYBER_DOJO_CLEAN_HOME', ['false', 'true'] as const, 'false') === 'true',
     runnerName,
     bodyLimitBytes: size(env, 'BODY_LIMIT', '8m', 1024, 1024 ** 3),
     reapSchedule: reap === 'off' ? null : reap,

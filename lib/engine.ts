@@ -3,6 +3,7 @@
 // unavailable, failed) so that callers never see dockerode's shapes or messages.
 import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
+import { extract } from 'tar-stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { EngineError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
@@ -57,6 +58,8 @@ export interface Engine {
   openSession(container: string, options: SessionOptions): Promise<ExecSession>;
   // Writes a tar's contents into a container's file system (created or running).
   putArchive(container: string, path: string, tar: Buffer): Promise<void>;
+  // A regular file of a container's file system (at most maxBytes of it); null when it has none.
+  readFile(container: string, path: string, maxBytes: number): Promise<Buffer | null>;
   inspectImage(name: string): Promise<ImageInfo | null>;
   pullImage(name: string, timeoutMs: number): Promise<void>;
 }
@@ -182,6 +185,36 @@ export class DockerEngine implements Engine {
         },
       };
     });
+  }
+
+  async readFile(containerId: string, path: string, maxBytes: number): Promise<Buffer | null> {
+    try {
+      return await this.call('container.get_archive', containerId, async () => {
+        const stream = (await this.docker.getContainer(containerId).getArchive({ path })) as NodeJS.ReadableStream;
+        return await new Promise<Buffer | null>((resolve, reject) => {
+          const tar = extract();
+          let found: Buffer | null = null;
+          tar.on('entry', (header, entry, next) => {
+            const chunks: Buffer[] = [];
+            let size = 0;
+            entry.on('data', (chunk) => {
+              if (size < maxBytes) chunks.push(chunk as Buffer);
+              size += (chunk as Buffer).length;
+            });
+            entry.on('end', () => {
+              if (found === null && header.type === 'file') found = Buffer.concat(chunks).subarray(0, maxBytes);
+              next();
+            });
+          });
+          tar.on('finish', () => resolve(found)).on('error', reject);
+          stream.on('error', reject);
+          stream.pipe(tar);
+        });
+      }, ['not_found']);
+    } catch (e) {
+      if (e instanceof EngineError && e.kind === 'not_found') return null;
+      throw e;
+    }
   }
 
   async putArchive(containerId: string, path: string, tar: Buffer): Promise<void> {

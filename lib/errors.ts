@@ -36,6 +36,17 @@ export const errors = {
   server: (detail?: string) => new RunnerError(500, 'server:error', detail),
 };
 
+// An error of today's cyber-dojo API: its callers read the message, written as theirs.
+export class CyberDojoError extends Error {
+  constructor(
+    readonly status: 400 | 500,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CyberDojoError';
+  }
+}
+
 // Is e the contract's error `like` (the same code)?
 export const isError = (e: unknown, like: RunnerError): e is RunnerError => e instanceof RunnerError && e.code === like.code;
 

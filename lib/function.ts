@@ -4,6 +4,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
+import type { Puller, RagLambdas } from './cyber-dojo.ts';
 import type { Engine } from './engine.ts';
 import type { Katas } from './katas.ts';
 import type { Metrics } from './metrics.ts';
@@ -20,6 +21,8 @@ export interface Services {
   runQueue: RunQueue; // an avatar's runs one at a time, a kata's config.runsAtOnce at once
   metrics: Metrics;
   underPressure: () => boolean; // over the process's limits (event-loop delay, heap)
+  puller: Puller; // the cyber-dojo API's background pulls
+  ragLambdas: RagLambdas; // and its images' colour lambdas
   startPoints: () => StartPoint[];
   log: FastifyBaseLogger;
 }
@@ -30,9 +33,16 @@ export interface RequestContext {
   elapsedMs(): number; // since it arrived
 }
 
+// Which API a function belongs to: this runner's contract, or today's cyber-dojo runner's
+// (any method, a body on GET, its own error body; RUNNER_API=cyber-dojo mounts those).
+export type Api = 'runner' | 'cyber-dojo';
+
 export interface RunnerFunction<Body extends TSchema = TSchema, Result extends TSchema = TSchema> {
-  name: string; // also its path: POST /<name> (GET for the read-only ones)
-  method: 'GET' | 'POST';
+  name: string; // also its path, /<name>, unless `path` says otherwise
+  method: 'GET' | 'POST' | 'ANY';
+  api?: Api; // 'runner' when not given
+  path?: string;
+  key?: string; // its result's key in the answer ({<key>: result}); its name when not given
   summary: string;
   body?: Body; // GET functions take none
   result: Result;

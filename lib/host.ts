@@ -17,6 +17,8 @@ import { DockerEngine, type Engine } from './engine.ts';
 import { EngineError, errors, malformed, RunnerError } from './errors.ts';
 import type { RunnerFunction, Services } from './function.ts';
 import { Katas } from './katas.ts';
+import { Puller, RagLambdas } from './cyber-dojo.ts';
+import { ANY, argsOf, cyberDojoFace } from './cyber-dojo-http.ts';
 import { getMetrics } from './metrics.ts';
 import { RunQueue } from './run-queue.ts';
 import { Helper, Sessions } from './session.ts';
@@ -34,7 +36,7 @@ const HOSTNAME = hostname();
 const ALWAYS = ['metrics'];
 // A caller's x-request-id is kept when it is a plain token; otherwise one is made.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const pathOf = (url: string) => new URL(url, 'http://runner').pathname.replace(/^\/+/, '');
+const functionOf = (url: string) => new URL(url, 'http://runner').pathname.replace(/^\/+/, '');
 
 const ErrorBody = Type.Object(
   { exception: Type.Object({ function: Type.String(), message: Type.String({ description: '<arg>:<reason>' }) }) },
@@ -59,10 +61,12 @@ function contractError(error: FastifyError & { validation?: { instancePath: stri
 
 export async function buildHost(options: HostOptions): Promise<FastifyInstance> {
   const { config } = options;
-  const byName = new Map(options.functions.map((f) => [f.name, f]));
+  // The functions of the API this host speaks (config.api).
+  const available = options.functions.filter((f) => (f.api ?? 'runner') === config.api);
+  const byName = new Map(available.map((f) => [f.name, f]));
   // Every process answers /metrics about itself, whatever else it mounts.
   const chosen = config.functions === 'all' ? [] : [...new Set([...config.functions, ...ALWAYS.filter((name) => byName.has(name))])];
-  const mounted = config.functions === 'all' ? options.functions : chosen.map((name) => byName.get(name));
+  const mounted = (config.functions === 'all' ? available : chosen.map((name) => byName.get(name))) as RunnerFunction[];
   const unknown = config.functions === 'all' ? [] : config.functions.filter((name) => !byName.has(name));
   if (unknown.length) throw new Error(`RUNNER_FUNCTIONS: no function ${unknown.join(', ')} (there are ${[...byName.keys()].join(', ')})`);
 
@@ -97,15 +101,19 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     ),
     metrics,
     underPressure: () => app.isUnderPressure(),
+    puller: new Puller(engine, config, app.log),
+    ragLambdas: new RagLambdas(engine, config, app.log),
     startPoints: () => (startPoints ??= loadStartPoints(config.startPointsDir, config.imagePrefix)),
     log: app.log,
   };
 
   // Callers (and curl -d) may omit the content type: every body is parsed as JSON.
   // Plain JSON.parse: `__proto__` and `constructor` are legal filenames, kept as own keys, never prototypes.
+  const cyberDojo = config.api === 'cyber-dojo';
   const json = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, json);
+  if (cyberDojo) cyberDojoFace(app);
   app.addSchema(ErrorBody);
   // Only watches: /ready answers 503 while the process is over its limits, so that a
   // load balancer routes around it; other requests go on.
@@ -136,45 +144,47 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     if (closing) reply.header('connection', 'close');
   });
 
-  const open = new Set(mounted.filter((f) => f!.open).map((f) => f!.name));
+  const pathOf = (f: RunnerFunction) => f.path ?? `/${f.name}`;
+  const open = new Set(mounted.filter((f) => f.open).map((f) => pathOf(f).slice(1)));
   requireToken(app, config.tokens, open);
   if (!config.tokens.length && !isLoopback(config.host)) {
     app.log.warn({ host: config.host }, 'no RUNNER_TOKEN: anyone who can reach this port can create katas');
   }
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+  if (!cyberDojo) app.setErrorHandler((error: FastifyError, request, reply) => {
     const e = contractError(error);
-    const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? pathOf(request.url);
+    const fn = (request.routeOptions.config as { fn?: string } | undefined)?.fn ?? functionOf(request.url);
     if (e.status >= 500) request.log.error({ err: error, detail: e.detail }, `${fn} failed`);
     else request.log.info({ code: e.code, detail: e.detail }, `${fn} refused`);
     metrics.httpErrors.inc({ function: fn, message: e.code });
     if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
     return reply.status(e.status).send({ exception: { function: fn, message: e.code } });
   });
-  app.setNotFoundHandler((request, reply) => {
-    const fn = pathOf(request.url);
+  if (!cyberDojo) app.setNotFoundHandler((request, reply) => {
+    const fn = functionOf(request.url);
     metrics.httpErrors.inc({ function: fn, message: errors.functionNotFound().code });
     return reply.status(404).send({ exception: { function: fn, message: errors.functionNotFound().code } });
   });
 
-  for (const f of mounted as RunnerFunction[]) {
+  for (const f of mounted) {
+    const key = f.key ?? f.name;
     app.route({
-      method: f.method,
-      url: `/${f.name}`,
+      method: f.method === 'ANY' ? [...ANY] : f.method,
+      url: pathOf(f),
       config: { fn: f.name },
       schema: {
         summary: f.summary,
         ...(f.body ? { body: f.body } : {}),
         ...(f.open || !config.tokens.length ? {} : { security: [{ token: [] }] }),
         response: {
-          200: f.produces ? f.result : Type.Object({ [f.name]: f.result }),
-          '4xx': Type.Ref(ErrorBody),
-          '5xx': Type.Ref(ErrorBody),
+          200: f.produces ? f.result : Type.Object({ [key]: f.result }),
+          ...(cyberDojo ? {} : { '4xx': Type.Ref(ErrorBody), '5xx': Type.Ref(ErrorBody) }),
         },
       },
       handler: async (request, reply) => {
-        const result = await f.handler(request.body ?? {}, services, { log: request.log, elapsedMs: () => reply.elapsedTime });
-        if (!f.produces) return { [f.name]: result };
+        const body = cyberDojo ? await argsOf(request, config.bodyLimitBytes) : (request.body ?? {});
+        const result = await f.handler(body, services, { log: request.log, elapsedMs: () => reply.elapsedTime });
+        if (!f.produces) return { [key]: result };
         return reply.type(f.produces).send(result);
       },
     });
@@ -184,7 +194,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   // process sweeps) runs them only on request. Close waits for a run under way.
   const tasks: ScheduledTask[] = [];
   const running = new Set<Promise<unknown>>();
-  for (const f of mounted as RunnerFunction[]) {
+  for (const f of mounted) {
     const schedule = f.schedule?.(config);
     if (!schedule) continue;
     if (!validCron(schedule)) throw new Error(`${f.name}: schedule ${JSON.stringify(schedule)} is not a cron expression`);
@@ -206,6 +216,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     for (const task of tasks) await task.destroy();
     await Promise.all(running);
     sessions.closeAll();
+    services.ragLambdas.close();
   });
   return app;
 }

@@ -8,6 +8,8 @@ import { AVATARS, type AvatarName } from './args.ts';
 import type { Config } from './config.ts';
 import type { ContainerInfo, ContainerSummary, Engine } from './engine.ts';
 import { errors, isEngineError, malformed } from './errors.ts';
+import { SANDBOX_USER } from './cyber-dojo.ts';
+import type { Target } from './sandbox.ts';
 import type { Helper } from './session.ts';
 
 export const LABEL = {
@@ -23,7 +25,10 @@ export const LABEL = {
   claim: 'cyber-dojo-runner.uid_claim', // the slot
   claimFor: 'cyber-dojo-runner.claim_for', // the kata container's name
   claimRunner: 'cyber-dojo-runner.claim_runner',
+  kind: 'cyber-dojo-runner.kind', // avatars, or cyber-dojo (one user, cyber-dojo's conventions)
 } as const;
+
+export type KataKind = 'avatars' | 'cyber-dojo';
 
 export interface Kata {
   kataId: string;
@@ -48,12 +53,10 @@ export const avatarPorts = (avatar: AvatarName): [number, number] => {
 };
 
 // Who a helper request is for.
-export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName) => ({
-  avatar,
-  uid: avatarUid(config, kata, avatar),
-  lockSeconds: config.avatarLockSeconds,
-  ports: avatarPorts(avatar),
-});
+export const avatarIn = (config: Config, kata: Kata, avatar: AvatarName): Target => {
+  const uid = avatarUid(config, kata, avatar);
+  return { avatar, uid, gid: uid, sandbox: `/sandboxes/${avatar}`, home: `/home/${avatar}`, lockSeconds: config.avatarLockSeconds, ports: avatarPorts(avatar) };
+};
 
 // Containers that hold no processes: their slot is free, and they may be reaped.
 const STOPPED = new Set(['exited', 'dead']);
@@ -130,19 +133,20 @@ export class Katas {
   }
 
   // kata_id:exists while the kata is live; an expired or exited container of the
-  // same kata is replaced.
-  async create(imageName: string, kataId: string, lifetimeSeconds: number): Promise<Kata> {
+  // same kata is replaced. A kata for cyber-dojo's own images (kind 'cyber-dojo') has
+  // their one user's sandbox and home, and no avatars' (lib/cyber-dojo.ts).
+  async create(imageName: string, kataId: string, lifetimeSeconds: number, kind: KataKind = 'avatars'): Promise<Kata> {
     // A kata_old may remove the container under way: then this kata_new came after it.
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.createOnce(imageName, kataId, lifetimeSeconds);
+        return await this.createOnce(imageName, kataId, lifetimeSeconds, kind);
       } catch (e) {
         if (!(e instanceof RemovedUnderWay) || attempt >= 2) throw e instanceof RemovedUnderWay ? errors.server(e.message) : e;
       }
     }
   }
 
-  private async createOnce(imageName: string, kataId: string, lifetimeSeconds: number): Promise<Kata> {
+  private async createOnce(imageName: string, kataId: string, lifetimeSeconds: number, kind: KataKind): Promise<Kata> {
     const name = this.containerName(kataId);
     const info = await this.engine.inspectContainer(name);
     const existing = info && this.toKata(info);
@@ -153,11 +157,12 @@ export class Katas {
     if (info && existing) await this.removeKata(info);
     await this.ensureImage(imageName);
     const deadline = new Date(Date.now() + lifetimeSeconds * 1000);
-    const token = randomBytes(8).toString('hex');
-    const slot = await this.claimSlot(imageName, name, token);
+    // Only avatars' uids are the kata's own: cyber-dojo's images have one uid for all.
+    const token = kind === 'avatars' ? randomBytes(8).toString('hex') : '';
+    const slot = token ? await this.claimSlot(imageName, name, token) : 0;
     let containerId: string;
     try {
-      containerId = await this.engine.createContainer(this.spec(imageName, kataId, lifetimeSeconds, deadline, slot, token));
+      containerId = await this.engine.createContainer(this.spec(imageName, kataId, lifetimeSeconds, deadline, slot, token, kind));
     } catch (e) {
       await this.releaseSlot(slot, token);
       if (isEngineError(e, 'conflict')) throw errors.kataExists();
@@ -272,6 +277,7 @@ export class Katas {
   }
 
   private async releaseSlot(slot: number, token: string): Promise<void> {
+    if (!token) return;
     const claim = await this.engine.inspectContainer(this.claimName(slot));
     if (claim?.labels[LABEL.claimToken] === token) await this.engine.removeContainer(claim.id);
   }
@@ -292,22 +298,28 @@ export class Katas {
     };
   }
 
-  private spec(imageName: string, kataId: string, lifetimeSeconds: number, deadline: Date, slot: number, token: string): Docker.ContainerCreateOptions {
+  private spec(imageName: string, kataId: string, lifetimeSeconds: number, deadline: Date, slot: number, token: string, kind: KataKind): Docker.ContainerCreateOptions {
     const limits = this.config.limits;
     const tmpfs: Record<string, string> = {
       '/run/cyber-dojo': 'rw,noexec,nosuid,nodev,size=16m,mode=0700',
       '/tmp': `rw,exec,nosuid,nodev,size=${limits.tmpBytes},mode=1777`,
       '/var/tmp': `rw,noexec,nosuid,nodev,size=${limits.tmpBytes},mode=1777`,
     };
-    // Each avatar's sandbox and home are its own size-limited tmpfs, owned by its uid
-    // from the start: one avatar filling its disk leaves the others theirs.
-    AVATARS.forEach((avatar, index) => {
+    // Each user's sandbox and home are its own size-limited tmpfs, owned by it from the
+    // start: one avatar filling its disk leaves the others theirs. Its file count is
+    // bounded too: every run reads the sandbox's list of files.
+    const mount = (sandbox: string, home: string, uid: number, gid: number) => {
+      const options = `rw,exec,nosuid,nodev,mode=0700,uid=${uid},gid=${gid}`;
+      tmpfs[sandbox] = `${options},size=${limits.sandboxBytes},nr_inodes=${limits.sandboxFiles}`;
+      tmpfs[home] = `${options},size=${limits.homeBytes}`;
+    };
+    if (kind === 'cyber-dojo') mount(SANDBOX_USER.sandbox, SANDBOX_USER.home, SANDBOX_USER.uid, SANDBOX_USER.gid);
+    else AVATARS.forEach((avatar, index) => {
       const uid = this.config.uidBase + 64 * slot + index;
-      const options = `rw,exec,nosuid,nodev,mode=0700,uid=${uid},gid=${uid}`;
-      // Its file count is bounded too: every run reads the sandbox's list of files.
-      tmpfs[`/sandboxes/${avatar}`] = `${options},size=${limits.sandboxBytes},nr_inodes=${limits.sandboxFiles}`;
-      tmpfs[`/home/${avatar}`] = `${options},size=${limits.homeBytes}`;
+      mount(`/sandboxes/${avatar}`, `/home/${avatar}`, uid, uid);
     });
+    // Their one uid is every such kata's: its process limit is the kata's.
+    const nproc = kind === 'cyber-dojo' ? limits.pids : limits.nproc;
     return {
       name: this.containerName(kataId),
       Image: imageName,
@@ -322,6 +334,7 @@ export class Katas {
         [LABEL.deadline]: deadline.toISOString(),
         [LABEL.slot]: String(slot),
         [LABEL.claimToken]: token,
+        [LABEL.kind]: kind,
       },
       NetworkDisabled: true,
       HostConfig: {
@@ -353,7 +366,7 @@ export class Katas {
           'fs.mqueue.msgsize_max': '8192',
         },
         Ulimits: [
-          { Name: 'nproc', Soft: limits.nproc, Hard: limits.nproc },
+          { Name: 'nproc', Soft: nproc, Hard: nproc },
           { Name: 'nofile', Soft: limits.nofile, Hard: limits.nofile },
           { Name: 'fsize', Soft: limits.fsizeBytes, Hard: limits.fsizeBytes },
           { Name: 'core', Soft: 0, Hard: 0 },

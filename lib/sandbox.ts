@@ -9,16 +9,21 @@ export const MAX_DELETED_NAMES = 1000;
 // How long the runner waits for an answer to anything but a run.
 const MAX_COMMAND_MS = 150_000;
 
+// Whom a request is for: an avatar (its own uid and group, /sandboxes/<avatar>,
+// /home/<avatar>), or the user of cyber-dojo's own images (sandbox, 41966:51966, /sandbox).
 export interface Target {
-  avatar: AvatarName;
+  avatar: AvatarName | 'sandbox';
   uid: number;
+  gid: number;
+  sandbox: string;
+  home: string;
   // How long a request waits in the kata for the avatar's lock, which another runner
   // process's request may hold; then it answers busy.
   lockSeconds: number;
-  ports: [number, number]; // the TCP ports its runs may bind and connect to
+  ports: [number, number]; // the TCP ports its runs may bind and connect to; [0, 0]: any
 }
 
-const who = (target: Target): Field[] => [target.avatar, target.uid, target.lockSeconds];
+const who = (target: Target): Field[] => [target.avatar, target.uid, target.gid, target.lockSeconds, target.sandbox, target.home];
 // The avatar's lock in the kata, held by another runner process's request past our wait.
 const busy = (target: Target) => errors.runBusy(503, target.lockSeconds, `${target.avatar}'s lock in the kata stayed taken for ${target.lockSeconds} s`);
 
@@ -66,6 +71,12 @@ export interface RunRequest {
   deleted: string[];
   maxSeconds: number;
   env: string[];
+  sync?: boolean; // the sandbox is to hold exactly `changed` (deleted is then ignored)
+  cleanHome?: boolean; // its home and /tmp emptied first
+  bashOnly?: boolean; // an image with no bash is a fault, not sh's to run
+  umask?: number; // of the files written and of the script (default 0o077)
+  writable?: string[]; // folders it may write in besides its sandbox and home
+  homeFiles?: Files; // written into its home before the run
 }
 
 export interface RunOutcome {
@@ -118,6 +129,11 @@ export async function runTests(
         MAX_RETURNED_FILES,
         MAX_DELETED_NAMES,
         ...target.ports,
+        (request.sync ? 1 : 0) | (request.cleanHome ? 2 : 0) | (request.bashOnly ? 4 : 0),
+        (request.umask ?? 0o077).toString(8),
+        (request.writable ?? []).length,
+        ...(request.writable ?? []),
+        ...filesFields(request.homeFiles ?? {}),
         request.env.length,
         ...request.env,
         request.deleted.length,

@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { functions } from '../functions/index.ts';
 import { loadConfig, type Config } from '../lib/config.ts';
 import { buildHost } from '../lib/host.ts';
+import { RAG_LABEL } from '../lib/cyber-dojo.ts';
 import { LABEL } from '../lib/katas.ts';
 
 export const docker = new Docker();
@@ -71,7 +72,7 @@ export async function startRunner(t: Tap, env: Record<string, string> = {}, clie
 // The runner's kata containers, and the uid slot claims of its katas.
 export async function removeContainers(runnerName: string): Promise<void> {
   const lists = await Promise.all(
-    [LABEL.runner, LABEL.claimRunner].map((label) => docker.listContainers({ all: true, filters: { label: [`${label}=${runnerName}`] } })),
+    [LABEL.runner, LABEL.claimRunner, RAG_LABEL].map((label) => docker.listContainers({ all: true, filters: { label: [`${label}=${runnerName}`] } })),
   );
   await Promise.all(lists.flat().map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
 }

@@ -38,8 +38,8 @@
 
 static uid_t killer_uid(void) { return 0x80000000u + (uid_t)getpid(); }
 
-void become_avatar_fs(uid_t uid) {
-    if (setresgid(-1, uid, -1) != 0) fail("setresgid avatar");
+void become_avatar_fs(uid_t uid, gid_t gid) {
+    if (setresgid(-1, gid, -1) != 0) fail("setresgid avatar");
     if (setresuid(killer_uid(), uid, 0) != 0) fail("setresuid avatar");
 }
 
@@ -199,7 +199,7 @@ static void deny_memfd(void) {
     if (prctl(PR_SET_SECCOMP, 2 /* SECCOMP_MODE_FILTER */, &program, 0, 0) != 0) _exit(126);
 }
 
-void confine(const char *sandbox, const char *home, unsigned port_low, unsigned port_high) {
+void confine(const char *sandbox, const char *home, char **writable, size_t n_writable, unsigned port_low, unsigned port_high) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(126);
     deny_memfd();
     int abi = landlock_abi();
@@ -208,7 +208,7 @@ void confine(const char *sandbox, const char *home, unsigned port_low, unsigned 
     if (abi >= 2) fs |= FS_REFER;
     if (abi >= 3) fs |= FS_TRUNCATE;
     if (abi >= 5) fs |= FS_IOCTL_DEV;
-    struct ruleset_attr attr = { fs, abi >= 4 ? NET_BIND_TCP | NET_CONNECT_TCP : 0, abi >= 6 ? SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL : 0 };
+    struct ruleset_attr attr = { fs, abi >= 4 && port_low ? NET_BIND_TCP | NET_CONNECT_TCP : 0, abi >= 6 ? SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL : 0 };
     size_t size = abi >= 6 ? sizeof attr : abi >= 4 ? 2 * sizeof(uint64_t) : sizeof(uint64_t);
     int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
     if (ruleset < 0) _exit(126);
@@ -216,11 +216,12 @@ void confine(const char *sandbox, const char *home, unsigned port_low, unsigned 
     allow_path(ruleset, "/", read, fs);
     allow_path(ruleset, sandbox, fs, fs);
     allow_path(ruleset, home, fs, fs);
+    for (size_t i = 0; i < n_writable; i++) allow_path(ruleset, writable[i], fs, fs);
     /* POSIX shared memory and semaphores live there; what a run leaves goes after it. */
     allow_path(ruleset, "/dev/shm", read | FS_WRITE_FILE | FS_MAKE_REG | FS_MAKE_DIR | FS_REMOVE_FILE | FS_REMOVE_DIR | FS_TRUNCATE, fs);
     static const char *devices[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty" };
     for (size_t i = 0; i < sizeof devices / sizeof *devices; i++) allow_path(ruleset, devices[i], FS_READ_FILE | FS_WRITE_FILE | FS_IOCTL_DEV, fs);
-    for (unsigned port = port_low; abi >= 4 && port && port <= port_high; port++) {
+    for (unsigned port = port_low; attr.handled_access_net && port <= port_high; port++) {
         struct net_port_attr rule = { NET_BIND_TCP | NET_CONNECT_TCP, port };
         if (syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0) != 0) _exit(126);
     }

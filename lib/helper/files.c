@@ -81,6 +81,112 @@ int write_files(int root, char **deleted, size_t n_deleted, file_t *files, size_
     return 0;
 }
 
+/* ---------- a sandbox made to hold exactly a set of files ---------- */
+
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int by_file(const void *a, const void *b) { return strcmp((*(file_t *const *)a)->name, (*(file_t *const *)b)->name); }
+static int name_vs_file(const void *name, const void *file) { return strcmp(*(char *const *)name, (*(file_t *const *)file)->name); }
+
+typedef struct { char **names; size_t n; } names_t;
+
+static int has(const names_t *set, const char *name) {
+    return set->n && bsearch(&name, set->names, set->n, sizeof(char *), by_string) != NULL;
+}
+
+static int same_content(int dir, const char *name, const file_t *f) {
+    struct stat st;
+    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != f->len) return 0;
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[65536];
+    size_t at = 0;
+    int same = 1;
+    while (same && at < f->len) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || memcmp(buf, f->content + at, (size_t)n) != 0) same = 0;
+        else at += (size_t)n;
+    }
+    close(fd);
+    return same;
+}
+
+/* Walks the sandbox below path (len bytes of it, dir its fd): keeps the folders on the
+ * way to a file of the set and the set's files whose content is already theirs (marked
+ * in `done`), and removes everything else. */
+static int sync_walk(int dir, char *path, size_t len, const names_t *folders, file_t **files, size_t n_files, char *done, int depth) {
+    DIR *d = fdopendir(dir);
+    if (!d) { close(dir); return 1; }
+    int failures = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        size_t n = strlen(e->d_name);
+        if (len + n + 2 > PATH_MAX) { failures++; continue; }
+        memcpy(path + len, e->d_name, n + 1);
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) { failures++; continue; }
+        if (S_ISDIR(st.st_mode) && has(folders, path) && depth < MAX_DEPTH) {
+            if ((st.st_mode & 0700) != 0700) fchmodat(dirfd(d), e->d_name, st.st_mode | 0700, 0);
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            path[len + n] = '/';
+            failures += sub < 0 ? 1 : sync_walk(sub, path, len + n + 1, folders, files, n_files, done, depth + 1);
+        } else {
+            const char *key = path;
+            file_t **found = S_ISREG(st.st_mode) && n_files ? bsearch(&key, files, n_files, sizeof(file_t *), name_vs_file) : NULL;
+            if (found && same_content(dirfd(d), e->d_name, *found)) {
+                done[found - files] = 1;
+            } else if (S_ISDIR(st.st_mode)) {
+                if ((st.st_mode & 0700) != 0700) fchmodat(dirfd(d), e->d_name, 0700, 0);
+                int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                failures += sub < 0 ? 1 : remove_below(sub, depth + 1);
+                if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) != 0) failures++;
+            } else if (!found && unlinkat(dirfd(d), e->d_name, 0) != 0) {
+                failures++;
+            }
+        }
+        path[len] = 0;
+    }
+    closedir(d);
+    return failures;
+}
+
+int sync_files(int root, file_t *files, size_t n_files) {
+    file_t **sorted = xmalloc(sizeof(file_t *) * (n_files + 1));
+    for (size_t i = 0; i < n_files; i++) sorted[i] = &files[i];
+    if (n_files) qsort(sorted, n_files, sizeof(file_t *), by_file);
+    names_t folders = { xmalloc(sizeof(char *) * (n_files * 8 + 1)), 0 };
+    size_t cap = n_files * 8 + 1;
+    for (size_t i = 0; i < n_files; i++) {
+        for (char *slash = strchr(files[i].name, '/'); slash; slash = strchr(slash + 1, '/')) {
+            if (folders.n == cap) {
+                cap *= 2;
+                folders.names = realloc(folders.names, sizeof(char *) * cap);
+                if (!folders.names) fail("realloc");
+            }
+            folders.names[folders.n++] = strndup(files[i].name, (size_t)(slash - files[i].name));
+        }
+    }
+    if (folders.n) qsort(folders.names, folders.n, sizeof(char *), by_string);
+    char *done = calloc(n_files + 1, 1);
+    if (!done) fail("calloc");
+    static char path[PATH_MAX];
+    path[0] = 0;
+    int dir = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || sync_walk(dir, path, 0, &folders, sorted, n_files, done, 0) != 0) {
+        emitf("failed", "write", "the sandbox could not be emptied of what the files do not hold");
+        return -1;
+    }
+    for (size_t i = 0; i < n_files; i++) {
+        if (done[i]) continue;
+        if (write_file(root, sorted[i]) != 0) {
+            emitf("failed", "write", "%s: %s", sorted[i]->name, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Removes everything below dir (an fd, closed here); answers the number of failures. */
 int remove_below(int dir, int depth) {
     DIR *d = fdopendir(dir);

@@ -45,7 +45,7 @@ int send_answer(void);                       /* the records so far, as the 'a' f
 
 /* ---- confine.c: identities, killing, what an avatar may reach ---- */
 
-void become_avatar_fs(uid_t uid);            /* file access as the avatar; no avatar can signal us */
+void become_avatar_fs(uid_t uid, gid_t gid); /* file access as the avatar; no avatar can signal us */
 void become_root(void);
 extern pid_t script_pid;
 extern int script_status;
@@ -54,14 +54,16 @@ int has_processes(uid_t uid);
 int kill_avatar(uid_t uid);                  /* 1 when no process of uid is left */
 void remove_ipc(uid_t uid);                  /* as the avatar: its IPC objects and /dev/shm files */
 int landlock_abi(void);
-/* In the script's child, as the avatar: confines it and its children (see confine.c). */
-void confine(const char *sandbox, const char *home, unsigned port_low, unsigned port_high);
+/* In the script's child, as the avatar: confines it and its children (see confine.c).
+ * writable: more folders it may write in; ports 0-0: TCP is not confined. */
+void confine(const char *sandbox, const char *home, char **writable, size_t n_writable, unsigned port_low, unsigned port_high);
 
 /* ---- files.c: the avatar's files (all called as the avatar) ---- */
 
 int open_dir(const char *path);
 int open_own(const char *path);              /* the avatar's mount point, made 0700 again */
 int write_files(int root, char **deleted, size_t n_deleted, file_t *files, size_t n_files);
+int sync_files(int root, file_t *files, size_t n_files);   /* the folder holds these files, exactly */
 int remove_below(int dir, int depth);        /* answers the number of failures */
 void remove_owned(const char *dir, uid_t uid);
 

@@ -62,10 +62,10 @@ static int lock_file(const char *name, unsigned seconds) {
     return fd;
 }
 
-/* Is "avatar:x:uid:uid:" a line of /etc/passwd? */
-static int entered(const char *avatar, uid_t uid) {
+/* Is "avatar:x:uid:gid:" a line of /etc/passwd? */
+static int entered(const char *avatar, uid_t uid, gid_t gid) {
     char want[128];
-    int n = snprintf(want, sizeof want, "%s:x:%u:%u:", avatar, uid, uid);
+    int n = snprintf(want, sizeof want, "%s:x:%u:%u:", avatar, uid, gid);
     FILE *f = fopen("/etc/passwd", "re");
     if (!f) return 0;
     char line[4096];
@@ -153,24 +153,33 @@ static const char *shell(void) {
 
 /* ---------- commands ---------- */
 
-/* Every request's first fields: the avatar, its uid, and how long to wait for its lock. */
-typedef struct { const char *avatar; uid_t uid; unsigned lock_seconds; char sandbox[64], home[64]; } who_t;
+/* Every request's first fields: the user (its name, uid and gid), how long to wait for its
+ * lock, and its sandbox and home (/sandboxes/<avatar> and /home/<avatar> for an avatar;
+ * /sandbox and /home/sandbox for cyber-dojo's own images' user). */
+typedef struct { const char *avatar, *sandbox, *home; uid_t uid; gid_t gid; unsigned lock_seconds; } who_t;
+
+static const char *field_path(cursor_t *c) {
+    field_t f = next_field(c);
+    if (f.n < 2 || f.n > 128 || f.p[0] != '/' || memmem(f.p, f.n, "..", 2) || memchr(f.p, 0, f.n)) c->bad = 1;
+    return field_string(f);
+}
 
 static int who(cursor_t *c, who_t *w) {
     field_t name = next_field(c);
-    unsigned long uid = field_number(c, 0x7FFFFFFEul);
+    unsigned long uid = field_number(c, 0x7FFFFFFEul), gid = field_number(c, 0x7FFFFFFEul);
     w->lock_seconds = (unsigned)field_number(c, 3600);
-    if (c->bad || name.n == 0 || name.n > 32 || uid < 1000 || w->lock_seconds == 0) return -1;
+    w->sandbox = field_path(c);
+    w->home = field_path(c);
+    if (c->bad || name.n == 0 || name.n > 32 || uid < 1000 || gid < 1000 || w->lock_seconds == 0) return -1;
     for (size_t i = 0; i < name.n; i++) if (name.p[i] < 'a' || name.p[i] > 'z') return -1;
     w->avatar = field_string(name);
     w->uid = (uid_t)uid;
-    snprintf(w->sandbox, sizeof w->sandbox, SANDBOXES "/%s", w->avatar);
-    snprintf(w->home, sizeof w->home, HOMES "/%s", w->avatar);
+    w->gid = (gid_t)gid;
     return 0;
 }
 
 static void ensure_tmp(const who_t *w) {
-    char tmp[80];
+    char tmp[160];
     snprintf(tmp, sizeof tmp, "%s/tmp", w->home);
     chmod(w->home, 0700);
     mkdir(tmp, 0700);
@@ -182,9 +191,9 @@ static void cmd_avatar_new(cursor_t *c, const who_t *w) {
     if (c->bad) { emit("failed", "request"); return; }
     int lock = lock_file(w->avatar, w->lock_seconds);
     if (lock < 0) { emit("busy", w->avatar); return; }
-    if (entered(w->avatar, w->uid)) { emit("exists", w->avatar); return; }
+    if (entered(w->avatar, w->uid, w->gid)) { emit("exists", w->avatar); return; }
     if (add_user(w->avatar, w->uid) != 0) { emitf("failed", "passwd", "%s", strerror(errno)); return; }
-    become_avatar_fs(w->uid);
+    become_avatar_fs(w->uid, w->gid);
     int root = open_own(w->sandbox);
     if (root < 0) { emitf("failed", "sandbox", "%s: %s", w->sandbox, strerror(errno)); become_root(); return; }
     ensure_tmp(w);
@@ -197,9 +206,9 @@ static void cmd_avatar_new(cursor_t *c, const who_t *w) {
 static void cmd_avatar_old(const who_t *w) {
     int lock = lock_file(w->avatar, w->lock_seconds);
     if (lock < 0) { emit("busy", w->avatar); return; }
-    if (!entered(w->avatar, w->uid)) { emit("missing", w->avatar); return; }
+    if (!entered(w->avatar, w->uid, w->gid)) { emit("missing", w->avatar); return; }
     if (!kill_avatar(w->uid)) { emit("failed", "kill"); return; }
-    become_avatar_fs(w->uid);
+    become_avatar_fs(w->uid, w->gid);
     int failures = 0;
     const char *dirs[] = { w->sandbox, w->home };
     for (int i = 0; i < 2; i++) {
@@ -240,7 +249,21 @@ static int drain(output_t *o) {
 }
 
 /* The script's child side: becomes the avatar, in its sandbox, and execs the shell. */
-static void start_script(const who_t *w, char **env, int out, int err, unsigned port_low, unsigned port_high) {
+/* A run's own ways, beyond the avatar's defaults. */
+enum { RUN_SYNC = 1, RUN_CLEAN_HOME = 2, RUN_BASH_ONLY = 4 };
+typedef struct {
+    unsigned port_low, port_high; /* its TCP ports; 0-0: TCP is not confined */
+    unsigned flags;               /* RUN_SYNC: the sandbox holds exactly the files sent;
+                                   * RUN_CLEAN_HOME: home and /tmp emptied first;
+                                   * RUN_BASH_ONLY: no bash is a fault, not sh */
+    mode_t umask;                 /* of the files written and of the script */
+    char **writable;              /* folders it may write in, besides sandbox and home */
+    size_t n_writable;
+    file_t *home_files;           /* written into its home before the run */
+    size_t n_home_files;
+} run_options_t;
+
+static void start_script(const who_t *w, const run_options_t *o, char **env, int out, int err) {
     static const int signals[] = { SIGPIPE, SIGXFSZ, SIGALRM, SIGCHLD, SIGHUP, SIGTERM, SIGINT };
     for (size_t i = 0; i < sizeof signals / sizeof *signals; i++) signal(signals[i], SIG_DFL);
     sigset_t none;
@@ -250,11 +273,11 @@ static void start_script(const who_t *w, char **env, int out, int err, unsigned 
     if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(126);
     /* Its oom_score_adj stays the helper's (0), the floor an unprivileged process may set. */
     if (setsid() < 0 || setpriority(PRIO_PROCESS, 0, 0) != 0) _exit(126);
-    if (setgroups(0, NULL) != 0 || setresgid(w->uid, w->uid, w->uid) != 0 || setresuid(w->uid, w->uid, w->uid) != 0) _exit(126);
+    if (setgroups(0, NULL) != 0 || setresgid(w->gid, w->gid, w->gid) != 0 || setresuid(w->uid, w->uid, w->uid) != 0) _exit(126);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(126);
-    confine(w->sandbox, w->home, port_low, port_high);
+    confine(w->sandbox, w->home, o->writable, o->n_writable, o->port_low, o->port_high);
     if (chdir(w->sandbox) != 0) { dprintf(2, "cyber-dojo: cannot enter %s: %s\n", w->sandbox, strerror(errno)); _exit(126); }
-    umask(077);
+    umask(o->umask);
     if (syscall(SYS_close_range, 3u, ~0u, 0) != 0) for (int fd = 3; fd < 1024; fd++) close(fd);
     const char *sh = shell();
     char *argv[] = { (char *)sh, "./cyber-dojo.sh", NULL };
@@ -282,13 +305,23 @@ static char **script_env(char **extra, size_t n_extra) {
     return env;
 }
 
-/* Fields: max_seconds, max_files, max_deleted, the avatar's lowest and highest TCP port,
- * the environment (count, then VAR=value each), deleted names, changed files. */
+/* Fields: max_seconds, max_files, max_deleted, the run's options (its lowest and highest
+ * TCP port, flags, umask in octal, writable folders, home files; see run_options_t), the
+ * environment (count, then VAR=value each), deleted names, changed files. */
 static void cmd_run(cursor_t *c, const who_t *w) {
     unsigned long max_seconds = field_number(c, 3600);
     unsigned long max_files = field_number(c, 100000);
     unsigned long max_deleted = field_number(c, 100000);
-    unsigned port_low = (unsigned)field_number(c, 65535), port_high = (unsigned)field_number(c, 65535);
+    run_options_t o = { 0 };
+    o.port_low = (unsigned)field_number(c, 65535);
+    o.port_high = (unsigned)field_number(c, 65535);
+    o.flags = (unsigned)field_number(c, 7);
+    char *umask_text = field_string(next_field(c));
+    o.umask = (mode_t)strtoul(umask_text, NULL, 8) & 0777;
+    o.n_writable = field_number(c, 16);
+    o.writable = xmalloc(sizeof(char *) * (o.n_writable + 1));
+    for (size_t i = 0; i < o.n_writable; i++) o.writable[i] = (char *)field_path(c);
+    o.home_files = read_files(c, &o.n_home_files, 1);
     unsigned long n_env = field_number(c, 1000);
     char **extra = xmalloc(sizeof(char *) * (n_env + 1));
     for (size_t i = 0; i < n_env; i++) {
@@ -304,16 +337,29 @@ static void cmd_run(cursor_t *c, const who_t *w) {
 
     int lock = lock_file(w->avatar, w->lock_seconds);
     if (lock < 0) { emit("busy", w->avatar); return; }
-    if (!entered(w->avatar, w->uid)) { emit("missing", w->avatar); return; }
+    if ((o.flags & RUN_BASH_ONLY) && strcmp(strrchr(shell(), '/'), "/bash")) { emitf("failed", "shell", "exec bash failed: No such file or directory"); return; }
+    if (!entered(w->avatar, w->uid, w->gid)) { emit("missing", w->avatar); return; }
     /* Nothing of the avatar's may run while its files are written: a worker that died
      * (say, to the OOM killer) could have left some. */
     if (!kill_avatar(w->uid)) { emit("failed", "kill"); return; }
 
-    become_avatar_fs(w->uid);
+    become_avatar_fs(w->uid, w->gid);
+    umask(o.umask);
     int root = open_own(w->sandbox);
     if (root < 0) { become_root(); emitf("failed", "sandbox", "%s: %s", w->sandbox, strerror(errno)); return; }
+    if (o.flags & RUN_CLEAN_HOME) {
+        int home = open_own(w->home);
+        if (home >= 0) remove_below(home, 0);
+        remove_owned("/tmp", w->uid);
+    }
     ensure_tmp(w);
-    if (write_files(root, deleted_names, n_deleted, changed, n_changed) != 0) { become_root(); return; }
+    int home = open_own(w->home);
+    if (home < 0) emitf("failed", "write", "%s: %s", w->home, strerror(errno));
+    int written = home >= 0 && write_files(home, NULL, 0, o.home_files, o.n_home_files) == 0;
+    if (home >= 0) close(home);
+    written = written && ((o.flags & RUN_SYNC) ? sync_files(root, changed, n_changed) : write_files(root, deleted_names, n_deleted, changed, n_changed)) == 0;
+    if (!written) { umask(077); become_root(); return; }
+    umask(077);
     snapshot_t before = snapshot(root, 1);
     become_root();
 
@@ -327,7 +373,7 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     int64_t began = now_ms(), deadline = began + (int64_t)max_seconds * 1000;
     script_pid = fork();
     if (script_pid < 0) { emitf("failed", "fork", "%s", strerror(errno)); return; }
-    if (script_pid == 0) start_script(w, env, out[1], err[1], port_low, port_high);
+    if (script_pid == 0) start_script(w, &o, env, out[1], err[1]);
     close(out[1]);
     close(err[1]);
     int pidfd = (int)syscall(SYS_pidfd_open, script_pid, 0);
@@ -390,7 +436,7 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     record("stdout", "", 0, outs[0].more ? "1" : "0", outs[0].data, outs[0].len);
     record("stderr", "", 0, outs[1].more ? "1" : "0", outs[1].data, outs[1].len);
 
-    become_avatar_fs(w->uid);
+    become_avatar_fs(w->uid, w->gid);
     remove_ipc(w->uid);
     collect(root, &before, max_files, max_deleted);
     become_root();
@@ -421,7 +467,7 @@ static void serve_one(const unsigned char *frame, size_t len, int lock_fd) {
     else if (type == 'r') cmd_run(&c, &w);
     else if (type == 'n') cmd_avatar_new(&c, &w);
     else if (type == 'o') cmd_avatar_old(&w);
-    else if (type == 'e') emit(entered(w.avatar, w.uid) ? "yes" : "no", w.avatar);
+    else if (type == 'e') emit(entered(w.avatar, w.uid, w.gid) ? "yes" : "no", w.avatar);
     else if (type == 'k') cmd_kill(&w);
     else emit("failed", "request");
     send_answer();

@@ -79,7 +79,7 @@ static void charge(uid_t uid, long long bytes) {
 /* An avatar's uid: not root's, nor a worker's while it kills (2^31 and up). */
 static int is_avatar(long uid) { return uid > 0 && uid < 0x80000000L; }
 
-typedef struct { pid_t pid; uid_t uid; } process_t;
+typedef struct { pid_t pid; uid_t uid; gid_t gid; } process_t;
 
 static int by_uid(const void *a, const void *b) {
     uid_t x = ((const process_t *)a)->uid, y = ((const process_t *)b)->uid;
@@ -98,9 +98,10 @@ static int charge_processes(process_t *found) {
         snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
         FILE *f = fopen(path, "re");
         if (!f) continue;
-        long uid = -1, kb = 0;
+        long uid = -1, gid = -1, kb = 0;
         while (fgets(line, sizeof line, f)) {
             if (!strncmp(line, "Uid:", 4)) uid = strtol(line + 4, NULL, 10);
+            else if (!strncmp(line, "Gid:", 4)) gid = strtol(line + 4, NULL, 10);
             else if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
         }
         fclose(f);
@@ -109,7 +110,7 @@ static int charge_processes(process_t *found) {
         if (!h) continue;
         h->bytes += kb * 1024LL;
         h->running = 1;
-        found[n++] = (process_t){ (pid_t)atoi(e->d_name), (uid_t)uid };
+        found[n++] = (process_t){ (pid_t)atoi(e->d_name), (uid_t)uid, (gid_t)gid };
     }
     closedir(proc);
     return n;
@@ -122,9 +123,9 @@ static void charge_open_files(process_t *processes, int n) {
     int n_seen = 0;
     qsort(processes, (size_t)n, sizeof *processes, by_uid);
     for (int i = 0; i < n; i++) {
-        if (i == 0 || processes[i].uid != processes[i - 1].uid) {
+        if (i == 0 || processes[i].uid != processes[i - 1].uid || processes[i].gid != processes[i - 1].gid) {
             become_root(); /* only root may take another uid */
-            become_avatar_fs(processes[i].uid);
+            become_avatar_fs(processes[i].uid, processes[i].gid);
         }
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/fd", processes[i].pid);
