@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { kataIdOf } from '../lib/cyber-dojo.ts';
 import { LABEL } from '../lib/katas.ts';
 import { docker, error, kataId, PYTHON, removeContainers } from './helper.ts';
 import { pythonStart } from './run-helper.ts';
@@ -28,7 +29,15 @@ const project = `cdr-test-${randomBytes(3).toString('hex')}`;
 const runnerName = `test-${randomBytes(4).toString('hex')}`;
 const port = await freePort();
 const url = `http://127.0.0.1:${port}`;
-const env = { ...process.env, COMPOSE_PROJECT_NAME: project, RUNNER_NAME: runnerName, NGINX_BIND: `127.0.0.1:${port}`, REAP_SCHEDULE: '*/5 * * * * *' };
+const cyberDojoPort = await freePort();
+const env = {
+  ...process.env,
+  COMPOSE_PROJECT_NAME: project,
+  RUNNER_NAME: runnerName,
+  NGINX_BIND: `127.0.0.1:${port}`,
+  CYBER_DOJO_BIND: `127.0.0.1:${cyberDojoPort}`,
+  REAP_SCHEDULE: '*/5 * * * * *',
+};
 const compose = (...args: string[]) => exec('docker-compose', ['-f', 'deploy/compose.yml', ...args], { cwd: ROOT, env, maxBuffer: 64 << 20 });
 
 interface Answer {
@@ -162,6 +171,17 @@ t.test("each function's engine proxy refuses the calls that function does not ne
   const missing = await post('kata_new', { image_name: 'cyber-dojo-runner/not-here', kata_id: kataId() });
   t.strictSame([missing.status, missing.body], [500, error('kata_new', 'server:error')]);
   t.match(await logsOf('kata-new'), /"engine":"image\.pull".*"kind":"forbidden"/);
+});
+
+t.test("the runner service speaks today's cyber-dojo API, on a port of its own", async (t) => {
+  const cyberDojo = `http://127.0.0.1:${cyberDojoPort}`;
+  t.strictSame(await (await fetch(`${cyberDojo}/ready?`)).json(), { 'ready?': true });
+  const image = 'cyber-dojo-runner/test-cyber-dojo-python';
+  const files = { ...pythonStart(), 'cyber-dojo.sh': 'python3 -m pytest test_hiker.py' };
+  const answer = await fetch(`${cyberDojo}/run_cyber_dojo_sh`, { method: 'POST', body: JSON.stringify({ id: 'Dep123', files, manifest: { image_name: image, max_seconds: 10 } }) });
+  t.match(await answer.json(), { run_cyber_dojo_sh: { outcome: 'red', status: '1' } });
+  // Its warm kata is the deployment's to remove, as any other.
+  t.equal((await post('kata_old', { kata_id: kataIdOf('Dep123', `${image}:latest`) })).status, 200);
 });
 
 t.test('nginx runs as a user, read-only, with no [emerg] and no warning about `user`', async (t) => {
