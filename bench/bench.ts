@@ -340,6 +340,37 @@ async function bigRequest(runner: Runner, kata: string) {
   rows['7.max'] = { what: '… its worst', unit: 'ms', value: round(Math.max(...during)) };
 }
 
+// 8. Today's cyber-dojo API: run_cyber_dojo_sh of a small C kata (red), warm, against the
+// same work in a container per call, as today's cyber-dojo runner does it.
+async function cyberDojoC() {
+  const image = 'cyber-dojo-runner/test-cyber-dojo-c';
+  const files = startingFiles(`${ROOT}deploy/start-points`, 'c-assert');
+  const compat = await Runner.start({ RUNNER_API: 'cyber-dojo' });
+  const tar = await filesTar(files);
+  const call = () => compat.post('run_cyber_dojo_sh', { id: 'BenchC', files, manifest: { image_name: image, max_seconds: 10 } });
+  const first = await call();
+  if (first.body.outcome !== 'red') throw new Error(`run_cyber_dojo_sh of C was not red: ${JSON.stringify(first.body).slice(0, 500)}`);
+  let n = 0;
+  const samples = await interleaved(BUDGET_SECONDS.python, () => ({ kata: 0, runc: 0, shim: 0, engine: 0, runner: 0, cli: 0 }), {
+    warm: async () => {
+      const { ms, body } = await call();
+      if (body.outcome !== 'red') throw new Error(`not red: ${body.outcome}`);
+      return ms;
+    },
+    perRun: async () =>
+      (await timed(() => check([
+        'docker', 'run', '--rm', '-i', '--init', '--network', 'none', '--name', `${compat.name}-cpr-${n++}`, '--label', `${BENCH_LABEL}=${compat.name}`,
+        '--user', CPR_USER, '--tmpfs', '/sandbox:exec,size=64m,uid=41966,gid=51966', '--workdir', '/sandbox',
+        '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--pids-limit', '256', '--memory', '2g',
+        image, 'bash', '-c', 'tar -x -f - && bash ./cyber-dojo.sh',
+      ], tar, 134))).ms,
+  });
+  rows['8.warm'] = { what: '`run_cyber_dojo_sh` of C (red), warm, over HTTP', unit: 'ms', stat: stat(samples.warm.ms) };
+  rows['8.perRun'] = { what: '… the same in a container per call (`docker run --rm -i --init`, tar in)', unit: 'ms', stat: stat(samples.perRun.ms) };
+  rows['8.ratio'] = { what: 'ratio container per call / warm (pair by pair)', unit: '×', stat: stat(pairwise(samples.perRun.ms, samples.warm.ms, (a, b) => a / b), 2) };
+  await compat.stop();
+}
+
 // The run-engine issue's goals, each next to the figure before the helper and sessions.
 function goals(): string {
   const burst = bursts.filter((b) => b.kind.startsWith(`${AVATARS_IN_BURST} avatars`));
@@ -399,6 +430,8 @@ async function main() {
   await flood(runner, kata);
   progress('7: the largest request');
   await bigRequest(runner, kata);
+  progress("8: today's cyber-dojo API, C, warm vs a container per call");
+  await cyberDojoC();
   progress('3: bursts');
   await burstsOf(runner);
   progress(`4: ${KATAS} idle katas`);

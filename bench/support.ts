@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { pack } from 'tar-stream';
+import { RAG_LABEL } from '../lib/cyber-dojo.ts';
 import { LABEL } from '../lib/katas.ts';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -210,19 +211,19 @@ export class Runner {
     return this.logTail.join('\n');
   }
 
-  static async start(): Promise<Runner> {
+  static async start(env: Record<string, string> = {}): Promise<Runner> {
     const name = `bench-${randomBytes(4).toString('hex')}`;
     const port = await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'lib/main.ts'], {
       cwd: ROOT,
-      env: { ...process.env, PORT: String(port), RUNNER_NAME: name, REAP_SCHEDULE: 'off', LOG_LEVEL: 'warn' },
+      env: { ...process.env, PORT: String(port), RUNNER_NAME: name, REAP_SCHEDULE: 'off', LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const runner = new Runner(name, `http://127.0.0.1:${port}`, child);
     started.add(runner);
     for (let waited = 0; ; waited += 100) {
       if (child.exitCode !== null) throw new Error(`the runner exited with ${child.exitCode}:\n${runner.log}`);
-      const ready = await fetch(`${runner.url}/ready`).then((r) => r.ok, () => false);
+      const ready = await fetch(`${runner.url}/alive`).then((r) => r.ok, () => false);
       if (ready) return runner;
       if (waited > 30_000) throw new Error(`the runner was not ready after 30 s:\n${runner.log}`);
       await sleep(100);
@@ -273,6 +274,7 @@ export async function cleanUp(): Promise<void> {
     for (let pass = 0; pass < 2; pass++) {
       await removeLabelled(`${LABEL.runner}=${runner.name}`);
       await removeLabelled(`${LABEL.claimRunner}=${runner.name}`);
+      await removeLabelled(`${RAG_LABEL}=${runner.name}`);
       await removeLabelled(`${BENCH_LABEL}=${runner.name}`);
       if (pass === 0) await sleep(1000);
     }

@@ -154,8 +154,11 @@ runner_image() {
 # cyber-dojo's conventions serves the cyber-dojo API's.
 test_tools() {
   /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || apt_packages python3-prometheus-client
-  build_image cyber-dojo-runner/test-cyber-dojo-python test/images/cyber-dojo-python "${IMAGE_PREFIX}python-pytest" \
-    --build-arg "START_POINT=${IMAGE_PREFIX}python-pytest"
+  local language
+  for language in python:python-pytest c:c-assert; do
+    build_image "cyber-dojo-runner/test-cyber-dojo-${language%%:*}" "test/images/cyber-dojo-${language%%:*}" "$IMAGE_PREFIX${language#*:}" \
+      --build-arg "START_POINT=$IMAGE_PREFIX${language#*:}"
+  done
 }
 
 deployment_images() {
