@@ -102,6 +102,17 @@ kata_helper() {
   echo "$hash" >"$binary.source"
 }
 
+# The pages' scripts (functions/*/page.ts and CodeMirror), bundled for the browser.
+pages() {
+  local hash
+  hash=$( (folder_hash functions; sha256sum lib/page-client.ts package-lock.json) | sha256sum | cut -c1-16)
+  [ -f dist/pages/playground.js ] && [ "$(cat dist/pages/.source 2>/dev/null)" = "$hash" ] && return 0
+  step "bundling the pages"
+  node_modules/.bin/esbuild --bundle --minify --format=esm --log-level=warning --outdir=dist/pages \
+    playground=functions/playground/page.ts dashboard=functions/dashboard/page.ts
+  echo "$hash" >dist/pages/.source
+}
+
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_label() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 
@@ -154,6 +165,7 @@ runner_image() {
 # cyber-dojo's conventions serves the cyber-dojo API's.
 test_tools() {
   /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || apt_packages python3-prometheus-client
+  apt_install chromium chromium
   local language
   for language in python:python-pytest c:c-assert; do
     build_image "cyber-dojo-runner/test-cyber-dojo-${language%%:*}" "test/images/cyber-dojo-${language%%:*}" "$IMAGE_PREFIX${language#*:}" \
@@ -202,6 +214,7 @@ main() {
   local started=$SECONDS
   npm_packages
   kata_helper
+  pages
   docker_engine
   rootfs_image bookworm
   build_image "$BASE_IMAGE" deploy/base "$ROOTFS_IMAGE" --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE"

@@ -11,6 +11,9 @@ import kataExists from './kata_exists/index.ts';
 import kataNew from './kata_new/index.ts';
 import kataOld from './kata_old/index.ts';
 import metrics from './metrics/index.ts';
+import dashboard from './dashboard/index.ts';
+import dashboardData from './dashboard_data/index.ts';
+import playground from './playground/index.ts';
 import { alive as cyberDojoAlive, ready as cyberDojoReady, sha as cyberDojoSha } from './cyber_dojo_probes/index.ts';
 import pullImage from './pull_image/index.ts';
 import runCyberDojoSh from './run_cyber_dojo_sh/index.ts';
@@ -36,6 +39,9 @@ export const functions: RunnerFunction[] = [
   imagePull,
   reap,
   metrics,
+  playground,
+  dashboard,
+  dashboardData,
   // Today's cyber-dojo runner API (RUNNER_API=cyber-dojo).
   cyberDojoAlive,
   cyberDojoReady,

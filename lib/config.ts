@@ -42,6 +42,7 @@ export interface Config {
   imagePrefix: string; // start point <name> is image <imagePrefix><name>
   sha: string;
   helperFile: string; // the kata helper binary the set-up built
+  pagesDir: string; // the pages' scripts the set-up bundled
   // Where run makes a kata it resurrects, when it may not create containers itself
   // (a deployment's run service): another runner's POST /kata_new. null: here.
   kataNewUrl: string | null;
@@ -161,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     imagePrefix: env.RUNNER_IMAGE_PREFIX ?? 'cyber-dojo-runner/',
     sha,
     helperFile: env.KATA_HELPER ?? `${projectRoot}dist/kata-helper`,
+    pagesDir: env.PAGES_DIR ?? `${projectRoot}dist/pages`,
     kataNewUrl: url(env, 'KATA_NEW_URL'),
     limits,
   };

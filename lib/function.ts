@@ -3,6 +3,7 @@
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ColourRulesCache } from './colour.ts';
+import type { Activity } from './activity.ts';
 import type { Config } from './config.ts';
 import type { Puller, RagLambdas } from './cyber-dojo.ts';
 import type { Engine } from './engine.ts';
@@ -21,6 +22,7 @@ export interface Services {
   runQueue: RunQueue; // an avatar's runs one at a time, a kata's config.runsAtOnce at once
   metrics: Metrics;
   underPressure: () => boolean; // over the process's limits (event-loop delay, heap)
+  activity: Activity; // what the dashboard shows that the engine does not know
   puller: Puller; // the cyber-dojo API's background pulls
   ragLambdas: RagLambdas; // and its images' colour lambdas
   startPoints: () => StartPoint[];

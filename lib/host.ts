@@ -10,6 +10,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 import { createTask, validate as validCron, type ScheduledTask } from 'node-cron';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { Activity } from './activity.ts';
 import { isLoopback, requireToken } from './auth.ts';
 import { ColourRulesCache } from './colour.ts';
 import type { Config } from './config.ts';
@@ -101,6 +102,7 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
     ),
     metrics,
     underPressure: () => app.isUnderPressure(),
+    activity: new Activity(),
     puller: new Puller(engine, config, app.log),
     ragLambdas: new RagLambdas(engine, config, app.log),
     startPoints: () => (startPoints ??= loadStartPoints(config.startPointsDir, config.imagePrefix)),

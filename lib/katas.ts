@@ -184,11 +184,14 @@ export class Katas {
     return { kataId, containerId, imageName, imageId, deadline, slot, live: true };
   }
 
-  // This runner's live katas.
-  async countLive(): Promise<number> {
+  // This runner's live katas, as the engine lists them.
+  async listLive(): Promise<{ kataId: string; imageName: string; deadline: Date }[]> {
     const now = Date.now();
     const list = await this.engine.listContainers([`${LABEL.runner}=${this.config.runnerName}`]);
-    return list.filter((c) => c.state === 'running' && new Date(c.labels[LABEL.deadline] ?? 0).getTime() > now).length;
+    return list
+      .map((c) => ({ kataId: c.labels[LABEL.kataId] ?? '', imageName: c.labels[LABEL.image] ?? '', deadline: new Date(c.labels[LABEL.deadline] ?? 0), running: c.state === 'running' }))
+      .filter((k) => k.running && k.deadline.getTime() > now)
+      .map(({ kataId, imageName, deadline }) => ({ kataId, imageName, deadline }));
   }
 
   // Removes the kata's container, whatever its state; true when it was live.

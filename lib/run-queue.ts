@@ -31,6 +31,14 @@ export class RunQueue {
     return this.waitingNow >= this.options.processLimit;
   }
 
+  get waiting(): number {
+    return this.waitingNow;
+  }
+
+  get running(): number {
+    return this.inFlight;
+  }
+
   // How long until `ahead` runs before this one have had their turn, in whole seconds.
   private retryAfter(ahead: number): number {
     return Math.max(1, Math.ceil((((ahead + 1) / this.options.runsAtOnce) * this.meanRunMs) / 1000));

@@ -10,8 +10,9 @@ export default defineFunction({
   summary: "the avatar leaves: its processes, files, home and user are removed",
   body: Type.Object({ kata_id: KataId, avatar_name: Avatar }),
   result: Type.Object({}),
-  handler: async (body, { sessions, config }) => {
+  handler: async (body, { sessions, config, activity }) => {
     await sessions.with(body.kata_id, (session) => avatarOld(session, avatarIn(config, session.kata, body.avatar_name)));
+    activity.left(body.kata_id, body.avatar_name);
     return {};
   },
 });

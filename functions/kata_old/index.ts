@@ -9,8 +9,9 @@ export default defineFunction({
   summary: "removes the kata's container and everything in it",
   body: Type.Object({ kata_id: KataId }),
   result: Type.Object({}),
-  handler: async (body, { katas, sessions }) => {
+  handler: async (body, { katas, sessions, activity }) => {
     sessions.forget(body.kata_id);
+    activity.gone([body.kata_id], false);
     // An expired container is removed too, but the kata had already ended.
     if (!(await katas.remove(body.kata_id))) throw errors.kataNotFound();
     return {};

@@ -12,7 +12,7 @@ export default defineFunction({
   result: Type.String(),
   produces: 'text/plain; version=0.0.4; charset=utf-8',
   handler: async (_body, { katas, metrics }) => {
-    if (Date.now() - counted.at > LIVE_KATAS_MS) counted = { at: Date.now(), live: await katas.countLive() };
+    if (Date.now() - counted.at > LIVE_KATAS_MS) counted = { at: Date.now(), live: (await katas.listLive()).length };
     metrics.katasLive.set(counted.live);
     return metrics.registry.metrics();
   },

@@ -10,9 +10,10 @@ export default defineFunction({
   summary: "removes this runner's kata containers that exited or passed their deadline",
   body: Type.Object({}),
   result: Type.Object({ removed: Type.Array(KataId) }),
-  handler: async (_body, { katas, metrics }) => {
+  handler: async (_body, { katas, metrics, activity }) => {
     const removed = await katas.sweep();
     metrics.katasReaped.inc(removed.length);
+    activity.gone(removed, true);
     return { removed };
   },
   schedule: (config) => config.reapSchedule,

@@ -163,6 +163,7 @@ export default defineFunction({
       if (outcome.timedOut) metrics.timeouts.inc();
       if (outcome.oomKilled) metrics.oomKills.inc();
       if (resurrected) metrics.resurrections.inc();
+      services.activity.ran(body.kata_id, avatar, { colour, durationMs: outcome.durationMs, stdout: outcome.stdout.content, stderr: outcome.stderr.content });
       log.info(
         {
           function: 'run', kata_id: body.kata_id, avatar, image, colour, status: outcome.status, timed_out: outcome.timedOut, oom_killed: outcome.oomKilled,
