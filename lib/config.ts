@@ -23,6 +23,7 @@ export interface Config {
   port: number;
   functions: string[] | 'all';
   api: 'runner' | 'cyber-dojo'; // which API's functions this host mounts
+  engine: 'docker' | 'swarm'; // katas as containers of one engine, or services of a swarm
   cyberDojoKataSeconds: number; // how long the kata of a cyber-dojo API id is kept warm
   cyberDojoCleanHome: boolean; // each of its runs starts from an empty home and /tmp
   runnerName: string;
@@ -142,6 +143,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: number(env, 'PORT', 4597, 0, 65535),
     functions: functions.length ? functions : 'all',
     api: oneOf(env, 'RUNNER_API', ['runner', 'cyber-dojo'] as const, 'runner'),
+    engine: oneOf(env, 'RUNNER_ENGINE', ['docker', 'swarm'] as const, 'docker'),
     cyberDojoKataSeconds: number(env, 'CYBER_DOJO_KATA_SECONDS', 7200, 60, 604800),
     cyberDojoCleanHome: oneOf(env, 'CYBER_DOJO_CLEAN_HOME', ['false', 'true'] as const, 'false') === 'true',
     runnerName,

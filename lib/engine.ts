@@ -48,6 +48,9 @@ export interface ImageInfo {
 }
 
 export interface Engine {
+  // Whether a container's tmpfs mounts can be owned by a uid of its choosing (Swarm's
+  // cannot: then each avatar makes its own folders, see prepareAvatars).
+  readonly ownsMounts: boolean;
   ping(timeoutMs: number): Promise<void>;
   inspectContainer(name: string): Promise<ContainerInfo | null>;
   listContainers(labels: string[]): Promise<ContainerSummary[]>;
@@ -66,7 +69,7 @@ export interface Engine {
 
 const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
 
-function engineError(e: unknown): EngineError {
+export function engineError(e: unknown): EngineError {
   if (e instanceof EngineError) return e;
   const err = e as { statusCode?: number; code?: string; message?: string; json?: { message?: string } };
   const message = err.json?.message ?? err.message ?? String(e);
@@ -80,8 +83,28 @@ function engineError(e: unknown): EngineError {
 
 const labelsOf = (labels: Record<string, string> | null | undefined) => labels ?? {};
 
+// Runs one engine call, logging it with the container (or image) it touched: at debug,
+// or at warn when it was slow or failed (unless the caller expects that failure).
+export async function engineCall<T>(log: FastifyBaseLogger, metrics: Metrics, op: string, target: string, fn: () => Promise<T>, tolerate: EngineError['kind'][] = []): Promise<T> {
+  const started = performance.now();
+  const ms = () => Math.round(performance.now() - started);
+  try {
+    const result = await fn();
+    metrics.engineSeconds.observe({ op }, ms() / 1000);
+    log[ms() > SLOW_MS ? 'warn' : 'debug']({ engine: op, target, ms: ms() }, 'engine call');
+    return result;
+  } catch (e) {
+    const error = engineError(e);
+    metrics.engineSeconds.observe({ op }, ms() / 1000);
+    metrics.engineErrors.inc({ op, kind: error.kind });
+    log[tolerate.includes(error.kind) ? 'debug' : 'warn']({ engine: op, target, ms: ms(), kind: error.kind, err: error.message }, 'engine call failed');
+    throw error;
+  }
+}
+
 export class DockerEngine implements Engine {
   private readonly docker: Docker;
+  readonly ownsMounts = true;
 
   constructor(
     private readonly log: FastifyBaseLogger,
@@ -92,23 +115,8 @@ export class DockerEngine implements Engine {
     this.docker = docker ?? new Docker();
   }
 
-  // Runs one engine call, logging it with the container (or image) it touched: at debug,
-  // or at warn when it was slow or failed (unless the caller expects that failure).
-  private async call<T>(op: string, target: string, fn: () => Promise<T>, tolerate: EngineError['kind'][] = []): Promise<T> {
-    const started = performance.now();
-    const ms = () => Math.round(performance.now() - started);
-    try {
-      const result = await fn();
-      this.metrics.engineSeconds.observe({ op }, ms() / 1000);
-      this.log[ms() > SLOW_MS ? 'warn' : 'debug']({ engine: op, target, ms: ms() }, 'engine call');
-      return result;
-    } catch (e) {
-      const error = engineError(e);
-      this.metrics.engineSeconds.observe({ op }, ms() / 1000);
-      this.metrics.engineErrors.inc({ op, kind: error.kind });
-      this.log[tolerate.includes(error.kind) ? 'debug' : 'warn']({ engine: op, target, ms: ms(), kind: error.kind, err: error.message }, 'engine call failed');
-      throw error;
-    }
+  private call<T>(op: string, target: string, fn: () => Promise<T>, tolerate: EngineError['kind'][] = []): Promise<T> {
+    return engineCall(this.log, this.metrics, op, target, fn, tolerate);
   }
 
   async ping(timeoutMs: number): Promise<void> {

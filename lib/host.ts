@@ -17,12 +17,15 @@ import type { Config } from './config.ts';
 import { DockerEngine, type Engine } from './engine.ts';
 import { EngineError, errors, malformed, RunnerError } from './errors.ts';
 import type { RunnerFunction, Services } from './function.ts';
-import { Katas } from './katas.ts';
+import { avatarIn, Katas } from './katas.ts';
 import { Puller, RagLambdas } from './cyber-dojo.ts';
 import { ANY, argsOf, cyberDojoFace } from './cyber-dojo-http.ts';
 import { getMetrics } from './metrics.ts';
 import { RunQueue } from './run-queue.ts';
-import { Helper, Sessions } from './session.ts';
+import { AVATARS } from './args.ts';
+import { prepareAvatars } from './sandbox.ts';
+import { Helper, Session, Sessions } from './session.ts';
+import { SwarmEngine } from './swarm.ts';
 import { loadStartPoints, type StartPoint } from './start-points.ts';
 
 export interface HostOptions {
@@ -85,10 +88,14 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = getMetrics();
-  const engine = options.engine ?? new DockerEngine(app.log, metrics, options.docker);
+  const engine = options.engine ?? (config.engine === 'swarm' ? new SwarmEngine(app.log, metrics, options.docker) : new DockerEngine(app.log, metrics, options.docker));
   const helper = Helper.load(config.helperFile);
   const katas = new Katas(engine, config, helper, app.log);
-  const sessions = new Sessions(engine, katas, helper, app.log);
+  // Where a kata's mounts cannot be its avatars' own, each avatar makes its folders first.
+  const prepare = async (session: Session) => {
+    if (session.kata.kind === 'avatars') await prepareAvatars(session, AVATARS.map((avatar) => avatarIn(config, session.kata, avatar)));
+  };
+  const sessions = new Sessions(engine, katas, helper, app.log, engine.ownsMounts ? undefined : prepare);
   let startPoints: StartPoint[] | undefined;
   const services: Services = {
     config,

@@ -37,6 +37,7 @@ export interface Kata {
   imageId: string;
   deadline: Date;
   slot: number;
+  kind: KataKind;
   live: boolean; // running, and its deadline has not passed
 }
 
@@ -94,6 +95,7 @@ export class Katas {
       imageId: info.image,
       deadline,
       slot: Number(labels[LABEL.slot]),
+      kind: labels[LABEL.kind] === 'cyber-dojo' ? 'cyber-dojo' : 'avatars',
       live: info.running && deadline.getTime() > Date.now(),
     };
   }
@@ -170,9 +172,9 @@ export class Katas {
       throw e;
     }
     try {
+      await this.engine.startContainer(containerId);
       // The caller's image need not hold anything of the runner's: its helper goes in.
       await this.engine.putArchive(containerId, '/', await this.helper.tar());
-      await this.engine.startContainer(containerId);
     } catch (e) {
       const removed = isEngineError(e, 'not_found') || isEngineError(e, 'conflict');
       await this.engine.removeContainer(containerId);
@@ -181,7 +183,7 @@ export class Katas {
     }
     const imageId = (await this.engine.inspectImage(imageName))?.id ?? '';
     this.log.info({ kataId, containerId, imageName, slot, deadline }, 'kata created');
-    return { kataId, containerId, imageName, imageId, deadline, slot, live: true };
+    return { kataId, containerId, imageName, imageId, deadline, slot, kind, live: true };
   }
 
   // This runner's live katas, as the engine lists them.
@@ -317,10 +319,17 @@ export class Katas {
       tmpfs[home] = `${options},size=${limits.homeBytes}`;
     };
     if (kind === 'cyber-dojo') mount(SANDBOX_USER.sandbox, SANDBOX_USER.home, SANDBOX_USER.uid, SANDBOX_USER.gid);
-    else AVATARS.forEach((avatar, index) => {
+    else if (this.engine.ownsMounts) AVATARS.forEach((avatar, index) => {
       const uid = this.config.uidBase + 64 * slot + index;
       mount(`/sandboxes/${avatar}`, `/home/${avatar}`, uid, uid);
     });
+    else {
+      // An engine that cannot give a mount an owner (Swarm): one tmpfs for all sandboxes,
+      // one for all homes, in which each avatar makes its own folder (prepareAvatars).
+      const shared = `rw,exec,nosuid,nodev,mode=1733,size=${8 * limits.sandboxBytes}`;
+      tmpfs['/sandboxes'] = shared;
+      tmpfs['/home'] = shared;
+    }
     // Their one uid is every such kata's: its process limit is the kata's.
     const nproc = kind === 'cyber-dojo' ? limits.pids : limits.nproc;
     return {

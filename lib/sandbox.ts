@@ -56,6 +56,14 @@ export async function avatarOld(session: Session, target: Target): Promise<void>
   if (records.some((r) => r.kind === 'missing')) throw errors.avatarNotFound();
 }
 
+// Each avatar's sandbox and home, made by the avatar itself where the engine could not
+// mount them as its own (a Swarm kata).
+export async function prepareAvatars(session: Session, targets: Target[]): Promise<void> {
+  const records = await session.request('prepare', [targets.length, ...targets.flatMap((t) => [t.avatar, t.uid, t.sandbox, t.home])], { signal: AbortSignal.timeout(MAX_COMMAND_MS) });
+  const failed = failure(records);
+  if (failed || records.at(-1)?.kind !== 'end') throw errors.server(`prepare: ${failed ? failureText(failed) : 'no end record'}`);
+}
+
 export async function avatarExists(session: Session, target: Target): Promise<boolean> {
   const records = await command(session, 'avatar_exists', target);
   return records.some((r) => r.kind === 'yes');
@@ -77,6 +85,7 @@ export interface RunRequest {
   umask?: number; // of the files written and of the script (default 0o077)
   writable?: string[]; // folders it may write in besides its sandbox and home
   homeFiles?: Files; // written into its home before the run
+  limits: { nproc: number; nofile: number; fsizeBytes: number }; // its processes', set by the helper
 }
 
 export interface RunOutcome {
@@ -134,6 +143,9 @@ export async function runTests(
         (request.writable ?? []).length,
         ...(request.writable ?? []),
         ...filesFields(request.homeFiles ?? {}),
+        request.limits.nproc,
+        request.limits.nofile,
+        request.limits.fsizeBytes,
         request.env.length,
         ...request.env,
         request.deleted.length,

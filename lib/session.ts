@@ -67,8 +67,8 @@ export class SessionLost extends Error {
   }
 }
 
-export type RequestType = 'run' | 'avatar_new' | 'avatar_old' | 'avatar_exists' | 'kill';
-const TYPES: Record<RequestType, string> = { run: 'r', avatar_new: 'n', avatar_old: 'o', avatar_exists: 'e', kill: 'k' };
+export type RequestType = 'run' | 'avatar_new' | 'avatar_old' | 'avatar_exists' | 'kill' | 'prepare';
+const TYPES: Record<RequestType, string> = { run: 'r', avatar_new: 'n', avatar_old: 'o', avatar_exists: 'e', kill: 'k', prepare: 'p' };
 
 // A request's fields: text, numbers or bytes; lists are a count field, then their items.
 export type Field = string | number | Buffer;
@@ -262,6 +262,8 @@ export class Sessions {
     private readonly katas: Katas,
     private readonly helper: Helper,
     private readonly log: FastifyBaseLogger,
+    // What a new session does first in a kata (its avatars' folders, on some engines).
+    private readonly prepare?: (session: Session) => Promise<void>,
   ) {}
 
   // A session with the live kata, kata_id:!exists when there is none. An open session
@@ -285,7 +287,9 @@ export class Sessions {
     for (let attempt = 0; ; attempt++) {
       const kata = await this.katas.live(kataId);
       try {
-        return await Session.open(this.engine, kata, this.helper, this.log, forget);
+        const session = await Session.open(this.engine, kata, this.helper, this.log, forget);
+        await this.prepare?.(session);
+        return session;
       } catch (e) {
         // A kata made by another runner, or before an upgrade, has no such helper yet.
         if (attempt > 0 || !(await this.katas.find(kataId))?.live) throw e;

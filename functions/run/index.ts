@@ -138,8 +138,8 @@ export default defineFunction({
             `CYBER_DOJO_PORTS=${avatarPorts(avatar).join('-')}`,
           ];
           const request = resurrected
-            ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env }
-            : { changed: body.changed_files, deleted: body.deleted_filenames, maxSeconds: body.max_seconds, env };
+            ? { changed: {}, deleted: [], maxSeconds: body.max_seconds, env, limits: config.limits }
+            : { changed: body.changed_files, deleted: body.deleted_filenames, maxSeconds: body.max_seconds, env, limits: config.limits };
           // The clock of max_seconds starts when cyber-dojo.sh does, not while queued.
           const queued = await services.runQueue.run(kata.kataId, avatar, () => runTests(session, avatarIn(config, kata, avatar), request, log));
           queueMs += queued.queueMs;

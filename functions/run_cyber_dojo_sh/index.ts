@@ -83,6 +83,8 @@ export default defineFunction({
       deleted: [],
       maxSeconds,
       env,
+      // One uid for all such katas, as theirs: its process limit is the kata's.
+      limits: { ...services.config.limits, nproc: services.config.limits.pids },
       sync: true,
       cleanHome: services.config.cyberDojoCleanHome,
       bashOnly: true,

@@ -10,7 +10,8 @@
  * Frames, both ways: u32 length (of what follows), u32 request id, u8 type, then fields,
  * each u32 length + bytes; all integers big-endian, numbers in fields as decimal text.
  *   requests: 'r' run, 'n' avatar_new, 'o' avatar_old, 'e' avatar_exists, 'k' kill
- *             (fields: avatar, uid, lock seconds, then the command's own: see each cmd_*)
+ *             (fields: avatar, uid, gid, lock seconds, sandbox, home, then the command's
+ *             own: see each cmd_*); 'p' prepare (the avatars' folders, see cmd_prepare)
  *   answers:  'h' hello (id 0, once: version, shell, Landlock ABI), 's' started (a run's
  *             script began), 'a' the answer: records of four fields: kind, name, flag, content.
  *
@@ -248,6 +249,28 @@ static int drain(output_t *o) {
     }
 }
 
+/* After the guard kills an avatar, the kata's memory takes a moment to be freed: until
+ * then, no other run's guard may take that pressure for its own avatar's (each worker's
+ * clock is CLOCK_MONOTONIC, the same for all of them). */
+#define GUARD_COOLING_MS 1000
+static const char *GUARD_MARK = STATE "/guard-killed";
+
+static int guard_cooling(int64_t now) {
+    long long at = 0;
+    FILE *f = fopen(GUARD_MARK, "re");
+    if (!f) return 0;
+    if (fscanf(f, "%lld", &at) != 1) at = 0;
+    fclose(f);
+    return now - at < GUARD_COOLING_MS;
+}
+
+static void guard_killed(int64_t now) {
+    FILE *f = fopen(GUARD_MARK, "we");
+    if (!f) return;
+    fprintf(f, "%lld\n", (long long)now);
+    fclose(f);
+}
+
 /* The script's child side: becomes the avatar, in its sandbox, and execs the shell. */
 /* A run's own ways, beyond the avatar's defaults. */
 enum { RUN_SYNC = 1, RUN_CLEAN_HOME = 2, RUN_BASH_ONLY = 4 };
@@ -261,7 +284,14 @@ typedef struct {
     size_t n_writable;
     file_t *home_files;           /* written into its home before the run */
     size_t n_home_files;
+    unsigned long nproc, nofile, fsize; /* its processes' limits (per uid, per process, bytes); 0: the kata's */
 } run_options_t;
+
+/* A limit of the script's, hard and soft, set while the child is still root. */
+static void limit(int resource, unsigned long value) {
+    struct rlimit r = { value, value };
+    if (value && setrlimit(resource, &r) != 0) _exit(126);
+}
 
 static void start_script(const who_t *w, const run_options_t *o, char **env, int out, int err) {
     static const int signals[] = { SIGPIPE, SIGXFSZ, SIGALRM, SIGCHLD, SIGHUP, SIGTERM, SIGINT };
@@ -273,6 +303,12 @@ static void start_script(const who_t *w, const run_options_t *o, char **env, int
     if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(126);
     /* Its oom_score_adj stays the helper's (0), the floor an unprivileged process may set. */
     if (setsid() < 0 || setpriority(PRIO_PROCESS, 0, 0) != 0) _exit(126);
+    /* The kata's own ulimits hold too, where its engine could set them (Swarm cannot). */
+    limit(RLIMIT_NPROC, o->nproc);
+    limit(RLIMIT_NOFILE, o->nofile);
+    limit(RLIMIT_FSIZE, o->fsize);
+    struct rlimit none_core = { 0, 0 };
+    if (setrlimit(RLIMIT_CORE, &none_core) != 0) _exit(126);
     if (setgroups(0, NULL) != 0 || setresgid(w->gid, w->gid, w->gid) != 0 || setresuid(w->uid, w->uid, w->uid) != 0) _exit(126);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(126);
     confine(w->sandbox, w->home, o->writable, o->n_writable, o->port_low, o->port_high);
@@ -306,7 +342,8 @@ static char **script_env(char **extra, size_t n_extra) {
 }
 
 /* Fields: max_seconds, max_files, max_deleted, the run's options (its lowest and highest
- * TCP port, flags, umask in octal, writable folders, home files; see run_options_t), the
+ * TCP port, flags, umask in octal, writable folders, home files, nproc, nofile, fsize; see
+ * run_options_t), the
  * environment (count, then VAR=value each), deleted names, changed files. */
 static void cmd_run(cursor_t *c, const who_t *w) {
     unsigned long max_seconds = field_number(c, 3600);
@@ -322,6 +359,9 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     o.writable = xmalloc(sizeof(char *) * (o.n_writable + 1));
     for (size_t i = 0; i < o.n_writable; i++) o.writable[i] = (char *)field_path(c);
     o.home_files = read_files(c, &o.n_home_files, 1);
+    o.nproc = field_number(c, 1ul << 20);
+    o.nofile = field_number(c, 1ul << 20);
+    o.fsize = field_number(c, 1ul << 40);
     unsigned long n_env = field_number(c, 1000);
     char **extra = xmalloc(sizeof(char *) * (n_env + 1));
     for (size_t i = 0; i < n_env; i++) {
@@ -395,7 +435,11 @@ static void cmd_run(cursor_t *c, const who_t *w) {
             int percent;
             int pressed = memory_pressed(&percent);
             next_guard = now + (percent >= 75 ? 10 : 100);
-            if (pressed && largest_running_holder() == w->uid) { why = "memory_guard"; break; }
+            if (pressed && !guard_cooling(now) && largest_running_holder() == w->uid) {
+                guard_killed(now);
+                why = "memory_guard";
+                break;
+            }
         }
         int64_t wait = (deadline < next_guard ? deadline : next_guard) - now;
         struct pollfd p[3] = { { pidfd, POLLIN, 0 }, { outs[0].fd, POLLIN, 0 }, { outs[1].fd, POLLIN, 0 } };
@@ -443,6 +487,31 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     close(lock);
 }
 
+/* Where the engine cannot mount each avatar's own tmpfs (Swarm's tmpfs has no owner),
+ * each avatar's sandbox and home are folders it makes itself, in /sandboxes and /home
+ * (mode 1733: no one lists them, no one removes another's), before any avatar enters.
+ * Fields: a count, then each avatar's name, uid, sandbox and home. */
+static void cmd_prepare(cursor_t *c) {
+    unsigned long n = field_number(c, 64);
+    for (unsigned long i = 0; i < n && !c->bad; i++) {
+        field_t name = next_field(c);
+        uid_t uid = (uid_t)field_number(c, 0x7FFFFFFEul);
+        const char *sandbox = field_path(c); /* read in order: an initialiser list's are not */
+        const char *home = field_path(c);
+        const char *dirs[] = { sandbox, home };
+        if (c->bad || uid < 1000) break;
+        become_avatar_fs(uid, uid);
+        for (int k = 0; k < 2; k++) {
+            struct stat st;
+            if (mkdir(dirs[k], 0700) != 0 && errno != EEXIST) { emitf("failed", "prepare", "%s: %s", dirs[k], strerror(errno)); become_root(); return; }
+            if (lstat(dirs[k], &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != uid) { emitf("failed", "prepare", "%s is not %.*s's", dirs[k], (int)name.n, name.p); become_root(); return; }
+        }
+        become_root();
+    }
+    if (c->bad) emit("failed", "request");
+    else emit("ok", "");
+}
+
 static void cmd_kill(const who_t *w) {
     if (kill_avatar(w->uid)) emit("ok", w->avatar);
     else emit("failed", "kill");
@@ -463,7 +532,8 @@ static void serve_one(const unsigned char *frame, size_t len, int lock_fd) {
     who_t w;
     signal(SIGCHLD, SIG_DFL);
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) fail("prctl subreaper");
-    if (who(&c, &w) != 0) emit("failed", "request");
+    if (type == 'p') cmd_prepare(&c);
+    else if (who(&c, &w) != 0) emit("failed", "request");
     else if (type == 'r') cmd_run(&c, &w);
     else if (type == 'n') cmd_avatar_new(&c, &w);
     else if (type == 'o') cmd_avatar_old(&w);
