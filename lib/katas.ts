@@ -323,13 +323,8 @@ export class Katas {
       const uid = this.config.uidBase + 64 * slot + index;
       mount(`/sandboxes/${avatar}`, `/home/${avatar}`, uid, uid);
     });
-    else {
-      // An engine that cannot give a mount an owner (Swarm): one tmpfs for all sandboxes,
-      // one for all homes, in which each avatar makes its own folder (prepareAvatars).
-      const shared = `rw,exec,nosuid,nodev,mode=1733,size=${8 * limits.sandboxBytes}`;
-      tmpfs['/sandboxes'] = shared;
-      tmpfs['/home'] = shared;
-    }
+    // An engine that cannot give a mount an owner (Swarm, whose tmpfs is noexec too):
+    // each avatar makes its own folders in the kata's own file system (prepareAvatars).
     // Their one uid is every such kata's: its process limit is the kata's.
     const nproc = kind === 'cyber-dojo' ? limits.pids : limits.nproc;
     return {

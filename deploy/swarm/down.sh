@@ -16,6 +16,7 @@ sleep 1
 for ns in $(ip netns list 2>/dev/null | awk '/^cdr-node-/ {print $1}'); do ip netns delete "$ns"; done
 for link in $(ip -o link show 2>/dev/null | awk -F': ' '/veth-cdr-/ {print $2}' | cut -d@ -f1); do ip link delete "$link" 2>/dev/null; done
 ip link delete cdrswarm0 2>/dev/null
+while iptables -D FORWARD -i cdrswarm0 -o cdrswarm0 -j ACCEPT 2>/dev/null; do :; done
 for dir in /sys/fs/cgroup/*/cdr-swarm-node-* /sys/fs/cgroup/cdr-swarm-node-*; do
   [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
 done

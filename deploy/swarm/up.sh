@@ -29,6 +29,9 @@ ip link show "$BRIDGE" >/dev/null 2>&1 || {
   ip addr add "$NET.1/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
 }
+# The host's own engine drops what its firewall does not know (bridged traffic passes
+# through it): the nodes' traffic between them is let through.
+iptables -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || iptables -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
 for i in $(seq "$NODES"); do
   ns=cdr-node-$i
   ip netns add "$ns"
@@ -41,7 +44,8 @@ for i in $(seq "$NODES"); do
   echo '{}' >"$RUN/node-$i.json"
   # Kata nodes have no bridge: a container with no network has only lo (Swarm services
   # cannot ask for network none). Images are never pulled: there is no registry.
-  setsid ip netns exec "$ns" unshare --pid --mount --fork --kill-child --mount-proc -- \
+  # nsenter, not ip netns exec: that remounts /sys, and with it the cgroup mounts dockerd needs.
+  setsid nsenter --net="/run/netns/$ns" unshare --pid --mount --fork --kill-child --mount-proc -- \
     env DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 dockerd \
       --host "unix://$(node_sock "$i")" --data-root "$STATE/node-$i" --exec-root "$RUN/node-$i" \
       --pidfile "$RUN/node-$i/docker.pid" --config-file "$RUN/node-$i.json" \

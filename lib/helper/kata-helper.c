@@ -487,11 +487,20 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     close(lock);
 }
 
-/* Where the engine cannot mount each avatar's own tmpfs (Swarm's tmpfs has no owner),
- * each avatar's sandbox and home are folders it makes itself, in /sandboxes and /home
- * (mode 1733: no one lists them, no one removes another's), before any avatar enters.
- * Fields: a count, then each avatar's name, uid, sandbox and home. */
+/* Where the engine cannot mount each avatar's own tmpfs (Swarm's have no owner and no
+ * exec), each avatar's sandbox and home are folders it makes itself in the kata's own
+ * file system, in /sandboxes and /home made mode 1733 by root (no one lists them, no one
+ * removes another's), before any avatar enters. Fields: a count, then each avatar's
+ * name, uid, sandbox and home. */
 static void cmd_prepare(cursor_t *c) {
+    static const char *parents[] = { SANDBOXES, HOMES };
+    for (int k = 0; k < 2; k++) {
+        struct stat st;
+        if ((mkdir(parents[k], 01733) != 0 && errno != EEXIST) || lstat(parents[k], &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || chmod(parents[k], 01733) != 0) {
+            emitf("failed", "prepare", "%s: %s", parents[k], strerror(errno));
+            return;
+        }
+    }
     unsigned long n = field_number(c, 64);
     for (unsigned long i = 0; i < n && !c->bad; i++) {
         field_t name = next_field(c);
