@@ -371,6 +371,27 @@ async function cyberDojoC() {
   await compat.stop();
 }
 
+// 9. The cost of the Swarm's extra hop: the same run of `true` in a kata on this engine
+// and in one on a four-node swarm made on this machine (deploy/swarm/up.sh).
+async function swarmHop(runner: Runner, kata: string) {
+  const manager = (await check([`${ROOT}deploy/swarm/up.sh`])).stdout.trim();
+  swarmMade = true;
+  const swarm = await Runner.start({ RUNNER_ENGINE: 'swarm', DOCKER_HOST: manager });
+  const onSwarm = kataId();
+  await swarm.post('kata_new', { image_name: PYTHON, kata_id: onSwarm });
+  await swarm.post('avatar_new', { kata_id: onSwarm, avatar_name: 'lion', starting_files: TRIVIAL });
+  const samples = await interleaved(BUDGET_SECONDS.trivial, () => ({ kata: 0, runc: 0, shim: 0, engine: 0, runner: 0, cli: 0 }), {
+    local: async () => (await runOf(runner, kata, 'lion', TRIVIAL, (run) => run.status === 0)).ms,
+    swarm: async () => (await runOf(swarm, onSwarm, 'lion', TRIVIAL, (run) => run.status === 0)).ms,
+  });
+  rows['9.local'] = { what: '`run` of `true`, a kata on this engine', unit: 'ms', stat: stat(samples.local.ms) };
+  rows['9.swarm'] = { what: '… a kata on a swarm worker (through the manager and the node)', unit: 'ms', stat: stat(samples.swarm.ms) };
+  rows['9.ratio'] = { what: 'ratio swarm / this engine (pair by pair)', unit: '×', stat: stat(pairwise(samples.swarm.ms, samples.local.ms, (a, b) => a / b), 2) };
+  const made = await timed(() => swarm.post('kata_new', { image_name: PYTHON, kata_id: kataId() }));
+  rows['9.kata_new'] = { what: '`kata_new` on the swarm (one sample)', unit: 'ms', value: round(made.ms) };
+  await swarm.stop();
+}
+
 // The run-engine issue's goals, each next to the figure before the helper and sessions.
 function goals(): string {
   const burst = bursts.filter((b) => b.kind.startsWith(`${AVATARS_IN_BURST} avatars`));
@@ -411,6 +432,7 @@ function table(): string {
 }
 
 let runner: Runner | undefined;
+let swarmMade = false;
 
 async function main() {
   const loadBefore = os.loadavg();
@@ -432,6 +454,8 @@ async function main() {
   await bigRequest(runner, kata);
   progress("8: today's cyber-dojo API, C, warm vs a container per call");
   await cyberDojoC();
+  progress('9: the swarm hop');
+  await swarmHop(runner, kata);
   progress('3: bursts');
   await burstsOf(runner);
   progress(`4: ${KATAS} idle katas`);
@@ -465,7 +489,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (stopping) return;
     stopping = true;
     progress(`${signal}: cleaning up`);
-    cleanUp().finally(() => process.exit(130));
+    cleanUp()
+      .then(() => swarmMade && check([`${ROOT}deploy/swarm/down.sh`]))
+      .finally(() => process.exit(130));
   });
 }
 try {
@@ -479,4 +505,5 @@ try {
   process.exitCode = 1;
 } finally {
   if (!stopping) await cleanUp();
+  if (swarmMade) await check([`${ROOT}deploy/swarm/down.sh`]).catch(() => {});
 }
