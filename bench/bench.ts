@@ -490,7 +490,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     stopping = true;
     progress(`${signal}: cleaning up`);
     cleanUp()
-      .then(() => swarmMade && check([`${ROOT}deploy/swarm/down.sh`]))
+      .then(async () => void (swarmMade && (await check([`${ROOT}deploy/swarm/down.sh`]))))
       .finally(() => process.exit(130));
   });
 }
