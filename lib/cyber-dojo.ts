@@ -8,13 +8,26 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.ts';
 import type { Engine, ExecSession } from './engine.ts';
 import { CyberDojoError, isEngineError } from './errors.ts';
-import type { Target } from './sandbox.ts';
+import type { RunLimits, Target } from './sandbox.ts';
 
 // The user cyber-dojo's images carry, as their runner runs it.
 export const SANDBOX_USER = { name: 'sandbox', uid: 41966, gid: 51966, group: 'sandbox', sandbox: '/sandbox', home: '/home/sandbox' } as const;
 export const MAX_SECONDS = 15; // theirs: a caller's max_seconds is capped at this
 export const STATUS = { pulling: '141', timed_out: '142', faulty: '143' } as const;
 export const RAG_LAMBDA_FILE = '/usr/local/bin/red_amber_green.rb';
+
+const MiB = 1024 ** 2;
+// Their runner's ulimits (source/server/runner.rb), which their start points expect: no
+// data limit for clang's images only, whose -fsanitize=address maps terabytes. Their nproc
+// is per uid, and so shared by all these katas on a node, as theirs is on a host.
+export const runLimits = (imageName: string): RunLimits => ({
+  nproc: 1024,
+  nofile: 1024,
+  fsizeBytes: 256 * MiB,
+  stackBytes: 16 * MiB,
+  locks: 1024,
+  dataBytes: /^(cyberdojofoundation|ghcr\.io\/cyber-dojo-languages)\/clang/.test(imageName) ? 0 : 4096 * MiB,
+});
 
 export const target = (lockSeconds: number): Target => ({
   avatar: 'sandbox',

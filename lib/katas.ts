@@ -8,7 +8,7 @@ import { AVATARS, type AvatarName } from './args.ts';
 import type { Config } from './config.ts';
 import type { ContainerInfo, ContainerSummary, Engine } from './engine.ts';
 import { errors, isEngineError, malformed } from './errors.ts';
-import { SANDBOX_USER } from './cyber-dojo.ts';
+import { runLimits, SANDBOX_USER } from './cyber-dojo.ts';
 import type { Target } from './sandbox.ts';
 import type { Helper } from './session.ts';
 
@@ -325,8 +325,9 @@ export class Katas {
     });
     // An engine that cannot give a mount an owner (Swarm, whose tmpfs is noexec too):
     // each avatar makes its own folders in the kata's own file system (prepareAvatars).
-    // Their one uid is every such kata's: its process limit is the kata's.
-    const nproc = kind === 'cyber-dojo' ? limits.pids : limits.nproc;
+    // Today's cyber-dojo's katas have their runner's limits (the helper, unprivileged in
+    // this, can only lower the kata's).
+    const own = kind === 'cyber-dojo' ? runLimits(imageName) : limits;
     return {
       name: this.containerName(kataId),
       Image: imageName,
@@ -373,9 +374,9 @@ export class Katas {
           'fs.mqueue.msgsize_max': '8192',
         },
         Ulimits: [
-          { Name: 'nproc', Soft: nproc, Hard: nproc },
-          { Name: 'nofile', Soft: limits.nofile, Hard: limits.nofile },
-          { Name: 'fsize', Soft: limits.fsizeBytes, Hard: limits.fsizeBytes },
+          { Name: 'nproc', Soft: own.nproc, Hard: own.nproc },
+          { Name: 'nofile', Soft: own.nofile, Hard: own.nofile },
+          { Name: 'fsize', Soft: own.fsizeBytes, Hard: own.fsizeBytes },
           { Name: 'core', Soft: 0, Hard: 0 },
         ],
         Tmpfs: tmpfs,

@@ -85,7 +85,17 @@ export interface RunRequest {
   umask?: number; // of the files written and of the script (default 0o077)
   writable?: string[]; // folders it may write in besides its sandbox and home
   homeFiles?: Files; // written into its home before the run
-  limits: { nproc: number; nofile: number; fsizeBytes: number }; // its processes', set by the helper
+  limits: RunLimits;
+}
+
+// A run's processes' limits, set by the helper; those not given stay the kata's.
+export interface RunLimits {
+  nproc: number; // per uid
+  nofile: number; // per process
+  fsizeBytes: number;
+  dataBytes?: number;
+  stackBytes?: number;
+  locks?: number;
 }
 
 export interface RunOutcome {
@@ -146,6 +156,9 @@ export async function runTests(
         request.limits.nproc,
         request.limits.nofile,
         request.limits.fsizeBytes,
+        request.limits.dataBytes ?? 0,
+        request.limits.stackBytes ?? 0,
+        request.limits.locks ?? 0,
         request.env.length,
         ...request.env,
         request.deleted.length,

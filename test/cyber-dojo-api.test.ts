@@ -109,6 +109,17 @@ t.test('an image with no bash is faulty, with why in the log', async (t) => {
   t.match(JSON.stringify(answer.log), /bash/);
 });
 
+t.test("a run has their runner's ulimits; clang's images no data limit", async (t) => {
+  const runner = await startRunner(t, { RUNNER_API: 'cyber-dojo' });
+  const clang = 'ghcr.io/cyber-dojo-languages/clang_limits_test:1';
+  await docker.getImage(IMAGE).tag({ repo: clang.split(':')[0], tag: '1' });
+  t.teardown(() => docker.getImage(clang).remove());
+  const script = { 'cyber-dojo.sh': 'for o in c d f n x u s; do printf "%s=%s " $o $(ulimit -$o); done' };
+  const blocks = (limit: string) => `c=0 d=${limit} f=${256 * 1024} n=1024 x=1024 u=1024 s=${16 * 1024} `;
+  t.equal((await run(runner, 'Limits', script)).stdout.content, blocks(String(4 * 1024 * 1024)), '1 KiB blocks');
+  t.equal((await run(runner, 'Limits', script, { image_name: clang })).stdout.content, blocks('unlimited'));
+});
+
 t.test('CYBER_DOJO_CLEAN_HOME=true: each call starts from an empty home; by default the home is kept', async (t) => {
   const script = 'cat "$HOME/cache" 2>/dev/null || echo none; echo cached > "$HOME/cache"';
   for (const [clean, second] of [['false', 'cached\n'], ['true', 'none\n']] as const) {

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkFiles, Dictionary, filenameError, IMAGE_NAME_PATTERN, Text } from '../../lib/args.ts';
-import { HOME_FILES, kataIdOf, MAX_SECONDS, requireArgs, SANDBOX_USER, STATUS, target, taggedImageName } from '../../lib/cyber-dojo.ts';
+import { HOME_FILES, kataIdOf, MAX_SECONDS, requireArgs, runLimits, SANDBOX_USER, STATUS, target, taggedImageName } from '../../lib/cyber-dojo.ts';
 import { CyberDojoError, errors, isError, RunnerError } from '../../lib/errors.ts';
 import { defineFunction, type Services } from '../../lib/function.ts';
 import type { Kata } from '../../lib/katas.ts';
@@ -83,8 +83,7 @@ export default defineFunction({
       deleted: [],
       maxSeconds,
       env,
-      // One uid for all such katas, as theirs: its process limit is the kata's.
-      limits: { ...services.config.limits, nproc: services.config.limits.pids },
+      limits: runLimits(imageName),
       sync: true,
       cleanHome: services.config.cyberDojoCleanHome,
       bashOnly: true,

@@ -284,7 +284,8 @@ typedef struct {
     size_t n_writable;
     file_t *home_files;           /* written into its home before the run */
     size_t n_home_files;
-    unsigned long nproc, nofile, fsize; /* its processes' limits (per uid, per process, bytes); 0: the kata's */
+    /* its processes' limits (per uid; per process; bytes; bytes; bytes; per process); 0: the kata's */
+    unsigned long nproc, nofile, fsize, data, stack, locks;
 } run_options_t;
 
 /* A limit of the script's, hard and soft, set while the child is still root. */
@@ -307,6 +308,9 @@ static void start_script(const who_t *w, const run_options_t *o, char **env, int
     limit(RLIMIT_NPROC, o->nproc);
     limit(RLIMIT_NOFILE, o->nofile);
     limit(RLIMIT_FSIZE, o->fsize);
+    limit(RLIMIT_DATA, o->data);
+    limit(RLIMIT_STACK, o->stack);
+    limit(RLIMIT_LOCKS, o->locks);
     struct rlimit none_core = { 0, 0 };
     if (setrlimit(RLIMIT_CORE, &none_core) != 0) _exit(126);
     if (setgroups(0, NULL) != 0 || setresgid(w->gid, w->gid, w->gid) != 0 || setresuid(w->uid, w->uid, w->uid) != 0) _exit(126);
@@ -342,9 +346,8 @@ static char **script_env(char **extra, size_t n_extra) {
 }
 
 /* Fields: max_seconds, max_files, max_deleted, the run's options (its lowest and highest
- * TCP port, flags, umask in octal, writable folders, home files, nproc, nofile, fsize; see
- * run_options_t), the
- * environment (count, then VAR=value each), deleted names, changed files. */
+ * TCP port, flags, umask in octal, writable folders, home files, nproc, nofile, fsize, data,
+ * stack, locks; see run_options_t), the environment (count, then VAR=value each), deleted names, changed files. */
 static void cmd_run(cursor_t *c, const who_t *w) {
     unsigned long max_seconds = field_number(c, 3600);
     unsigned long max_files = field_number(c, 100000);
@@ -362,6 +365,9 @@ static void cmd_run(cursor_t *c, const who_t *w) {
     o.nproc = field_number(c, 1ul << 20);
     o.nofile = field_number(c, 1ul << 20);
     o.fsize = field_number(c, 1ul << 40);
+    o.data = field_number(c, 1ul << 40);
+    o.stack = field_number(c, 1ul << 32);
+    o.locks = field_number(c, 1ul << 20);
     unsigned long n_env = field_number(c, 1000);
     char **extra = xmalloc(sizeof(char *) * (n_env + 1));
     for (size_t i = 0; i < n_env; i++) {
