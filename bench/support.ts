@@ -72,8 +72,11 @@ let closing = false; // once clean-up has begun, nothing new starts
 
 // Runs argv (never a shell string) to its end; a non-zero exit is an answer, not an error.
 export function run(argv: string[], stdin?: Buffer): Promise<Exit> {
+  return closing ? Promise.reject(new Error('the bench is stopping')) : spawned(argv, stdin);
+}
+
+function spawned(argv: string[], stdin?: Buffer): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    if (closing) return reject(new Error('the bench is stopping'));
     const child = spawn(argv[0]!, argv.slice(1), { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     children.add(child);
     const out: Buffer[] = [];
@@ -265,6 +268,9 @@ async function removeLabelled(label: string): Promise<void> {
 
 // Ends what the bench started: its runners, their containers and the bench's own
 // container-per-run containers. Only containers carrying this bench's names are touched.
+// Commands the clean-up runs last, whatever stopped the bench (a swarm's taking down).
+export const lastCommands = new Set<string>();
+
 export async function cleanUp(): Promise<void> {
   closing = true;
   for (const child of children) child.kill('SIGKILL');
@@ -280,6 +286,11 @@ export async function cleanUp(): Promise<void> {
     }
   }
   started.clear();
+  for (const command of lastCommands) {
+    const exit = await spawned([command]);
+    if (exit.code !== 0) console.error(`${command}: exit ${exit.code}: ${exit.stderr.slice(0, 500)}`);
+  }
+  lastCommands.clear();
 }
 
 // A tar of the files, for a container-per-run that reads them on its stdin.

@@ -111,8 +111,9 @@ t.test('an image with no bash is faulty, with why in the log', async (t) => {
 
 t.test("a run has their runner's ulimits; clang's images no data limit", async (t) => {
   const runner = await startRunner(t, { RUNNER_API: 'cyber-dojo' });
-  const clang = 'ghcr.io/cyber-dojo-languages/clang_limits_test:1';
-  await docker.getImage(IMAGE).tag({ repo: clang.split(':')[0], tag: '1' });
+  const repo = 'ghcr.io/cyber-dojo-languages/clang_limits_test';
+  const clang = `${repo}:1`;
+  await docker.getImage(IMAGE).tag({ repo, tag: '1' });
   t.teardown(() => docker.getImage(clang).remove());
   const script = { 'cyber-dojo.sh': 'for o in c d f n x u s; do printf "%s=%s " $o $(ulimit -$o); done' };
   const blocks = (limit: string) => `c=0 d=${limit} f=${256 * 1024} n=1024 x=1024 u=1024 s=${16 * 1024} `;
