@@ -210,6 +210,15 @@ start_point_images() {
   done
 }
 
+# A rebuild leaves the image it replaces untagged, and every commit deployed leaves its
+# runner:<sha>: keep the newest two of those (one to roll back to) and no untagged image
+# of ours. An image a container still uses stays.
+prune_images() {
+  docker image ls --format '{{.Tag}}' cyber-dojo-runner/runner | grep -E '^[0-9a-f]{40}$' | tail -n +3 |
+    while read -r tag; do docker rmi "cyber-dojo-runner/runner:$tag" >/dev/null 2>&1 || true; done
+  docker image prune --force --filter label=cyber-dojo-runner.source_hash >/dev/null
+}
+
 main() {
   local started=$SECONDS
   npm_packages
@@ -227,6 +236,7 @@ main() {
       *) printf 'setup: unknown part %s (deployment, test)\n' "$part" >&2; return 2 ;;
     esac
   done
+  prune_images
   note "set-up ready in $((SECONDS - started))s"
 }
 

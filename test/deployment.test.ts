@@ -69,6 +69,12 @@ t.test('npm run deploy builds what it needs and brings the stack up', async (t) 
   const image = await docker.getImage('cyber-dojo-runner/runner:latest').inspect();
   t.equal(image.Config.Labels['cyber-dojo-runner.sha'], sha, "/sha answers the runner image's label");
   t.equal(image.Config.User, 'runner', 'the runner runs as a user of its own');
+  const ours = await docker.listImages({ filters: JSON.stringify({ label: ['cyber-dojo-runner.source_hash'] }) });
+  const used = new Set((await docker.listContainers({ all: true })).map((c) => c.ImageID));
+  const untagged = ours.filter((i) => !i.RepoTags?.some((tag) => tag !== '<none>:<none>') && !used.has(i.Id));
+  t.equal(untagged.length, 0, 'the set-up leaves no untagged image of ours that no container uses');
+  const shas = ours.flatMap((i) => i.RepoTags ?? []).filter((tag) => /^cyber-dojo-runner\/runner:[0-9a-f]{40}$/.test(tag));
+  t.ok(shas.length >= 1 && shas.length <= 2, `runner:<sha> images kept: ${shas.length} (this one, and one to roll back to)`);
   t.strictSame(await containersOf().then((list) => list.filter((c) => c.Mounts.some((m) => m.Destination === '/var/run/docker.sock') && !c.Labels['com.docker.compose.service']!.endsWith('-engine'))), [], "no function service mounts the engine's socket");
 });
 
