@@ -266,11 +266,12 @@ async function removeLabelled(label: string): Promise<void> {
   await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {})));
 }
 
-// Ends what the bench started: its runners, their containers and the bench's own
-// container-per-run containers. Only containers carrying this bench's names are touched.
 // Commands the clean-up runs last, whatever stopped the bench (a swarm's taking down).
 export const lastCommands = new Set<string>();
 
+// Ends what the bench started: its runners, their containers, the bench's own
+// container-per-run containers, then lastCommands. Only containers carrying this bench's
+// names are touched.
 export async function cleanUp(): Promise<void> {
   closing = true;
   for (const child of children) child.kill('SIGKILL');
