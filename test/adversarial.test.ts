@@ -66,22 +66,27 @@ const RUNAWAYS: Attack[] = [
   },
 ];
 
-const bombC = (body: string) => ({
-  'bomb.c': `#include <unistd.h>\n\nint main(void)\n{\n${body}\n}\n`,
-  'cyber-dojo.sh': 'gcc -o bomb bomb.c && ./bomb\n',
+// The bomb is built by a run of its own before the attack, so that max_seconds is all the
+// bomb's, however long a busy host takes to compile it. The start point compiles every .c
+// file: the bomb's source must go for lion's next run to build.
+const bombC = (body: string): Pick<Attack, 'files' | 'before' | 'nextDeleted'> => ({
+  files: { 'cyber-dojo.sh': './bomb\n' },
+  before: async ({ runner, id }) => {
+    const source = `#include <unistd.h>\n\nint main(void)\n{\n${body}\n}\n`;
+    const built = await run(runner, id, { changed: { 'bomb.c': source, 'cyber-dojo.sh': 'gcc -o bomb bomb.c\n' }, maxSeconds: 20 });
+    if (built.body.run?.status !== 0) throw new Error(`the bomb did not build: ${JSON.stringify(built.body)}`);
+  },
+  nextDeleted: ['bomb.c'],
 });
-// The start point compiles every .c file: the bomb must go for the next run to build.
-const nextDeleted = ['bomb.c'];
 const C_BOMBS: Attack[] = [
-  { name: 'C fork() loop', language: 'c', files: bombC('    for (;;) fork();'), maxSeconds: 3, expect: timedOut, countPeak: true, nextDeleted },
+  { name: 'C fork() loop', language: 'c', ...bombC('    for (;;) fork();'), maxSeconds: 3, expect: timedOut, countPeak: true },
   {
     // Nobody waits for the children: the script ends, and its end kills them.
     name: 'C fork() loop, the parent gone at once',
     language: 'c',
-    files: bombC('    if (fork() == 0)\n        for (;;) fork();\n    return 0;'),
+    ...bombC('    if (fork() == 0)\n        for (;;) fork();\n    return 0;'),
     maxSeconds: 3,
     expect: amber(0),
-    nextDeleted,
   },
 ];
 

@@ -132,6 +132,20 @@ t.test('the run service stopped: kata_exists still answers, run answers 503 func
   t.equal((await post('kata_old', { kata_id: id })).status, 200);
 });
 
+t.test('nginx started while a service is down starts, answers 503 for it, and reaches it once it is back', async (t) => {
+  await compose('stop', 'info');
+  await compose('restart', 'nginx');
+  let alive: Response | undefined;
+  for (let i = 0; i < 40 && !alive; i++) alive = await fetch(`${url}/alive`).catch(() => sleep(250).then(() => undefined));
+  t.equal(alive?.status, 503, 'nginx is up and says the function is unavailable');
+  t.strictSame(await alive?.json(), error('alive', 'function:unavailable'));
+  t.equal((await fetch(`${url}/`)).status, 503, 'the default route too');
+  await compose('start', 'info');
+  let back: Response | undefined;
+  for (let i = 0; i < 60 && back?.status !== 200; i++, await sleep(500)) back = await fetch(`${url}/alive`);
+  t.equal(back?.status, 200);
+});
+
 t.test('run scaled to 3: 30 runs of one kata through nginx all answer, spread over the replicas', async (t) => {
   await compose('up', '-d', '--no-recreate', '--scale', 'run=3', 'run');
   t.equal((await containersOf('run')).filter((c) => c.State === 'running').length, 3);
