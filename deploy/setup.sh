@@ -214,7 +214,7 @@ start_point_images() {
 # runner:<sha>: keep the newest two of those (one to roll back to) and no untagged image
 # of ours. An image a container still uses stays.
 prune_images() {
-  docker image ls --format '{{.Tag}}' cyber-dojo-runner/runner | grep -E '^[0-9a-f]{40}$' | tail -n +3 |
+  docker image ls --format '{{.Tag}}' cyber-dojo-runner/runner | { grep -E '^[0-9a-f]{40}$' || true; } | tail -n +3 |
     while read -r tag; do docker rmi "cyber-dojo-runner/runner:$tag" >/dev/null 2>&1 || true; done
   docker image prune --force --filter label=cyber-dojo-runner.source_hash >/dev/null
 }
