@@ -168,8 +168,8 @@ test_tools() {
   apt_install chromium chromium
   local language
   for language in python:python-pytest c:c-assert; do
-    build_image "cyber-dojo-runner/test-cyber-dojo-${language%%:*}" "test/images/cyber-dojo-${language%%:*}" "$IMAGE_PREFIX${language#*:}" \
-      --build-arg "START_POINT=$IMAGE_PREFIX${language#*:}"
+    build_image "cyber-dojo-runner/test-cyber-dojo-${language%%:*}" test/images/cyber-dojo "$IMAGE_PREFIX${language#*:}" \
+      --build-arg "START_POINT=$IMAGE_PREFIX${language#*:}" --build-arg "LANGUAGE=${language%%:*}"
   done
 }
 

@@ -1,5 +1,5 @@
 // Today's cyber-dojo runner API (issue 17), spoken by a host with RUNNER_API=cyber-dojo,
-// on an image with cyber-dojo's conventions (test/images/cyber-dojo-python).
+// on an image with cyber-dojo's conventions (test/images/cyber-dojo, for python).
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
 import { docker, startRunner, type Runner } from './helper.ts';
