@@ -102,6 +102,16 @@ export async function engineCall<T>(log: FastifyBaseLogger, metrics: Metrics, op
   }
 }
 
+// An engine call for what may not be there: null when it is not (logged at debug).
+export async function engineFind<T>(log: FastifyBaseLogger, metrics: Metrics, op: string, target: string, fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await engineCall(log, metrics, op, target, fn, ['not_found']);
+  } catch (e) {
+    if (e instanceof EngineError && e.kind === 'not_found') return null;
+    throw e;
+  }
+}
+
 export class DockerEngine implements Engine {
   private readonly docker: Docker;
   readonly ownsMounts = true;
@@ -119,6 +129,10 @@ export class DockerEngine implements Engine {
     return engineCall(this.log, this.metrics, op, target, fn, tolerate);
   }
 
+  private find<T>(op: string, target: string, fn: () => Promise<T>): Promise<T | null> {
+    return engineFind(this.log, this.metrics, op, target, fn);
+  }
+
   async ping(timeoutMs: number): Promise<void> {
     // dockerode's types lack ping's options; docker-modem honours abortSignal.
     const ping = this.docker.ping.bind(this.docker) as (options: { abortSignal: AbortSignal }) => Promise<unknown>;
@@ -126,21 +140,16 @@ export class DockerEngine implements Engine {
   }
 
   async inspectContainer(name: string): Promise<ContainerInfo | null> {
-    try {
-      const info = await this.call('container.inspect', name, () => this.docker.getContainer(name).inspect(), ['not_found']);
-      return {
-        id: info.Id,
-        name: info.Name.replace(/^\//, ''),
-        image: info.Image,
-        labels: labelsOf(info.Config.Labels),
-        running: info.State.Running && !info.State.Paused,
-        state: info.State.Status,
-        created: info.Created,
-      };
-    } catch (e) {
-      if (e instanceof EngineError && e.kind === 'not_found') return null;
-      throw e;
-    }
+    const info = await this.find('container.inspect', name, () => this.docker.getContainer(name).inspect());
+    return info && {
+      id: info.Id,
+      name: info.Name.replace(/^\//, ''),
+      image: info.Image,
+      labels: labelsOf(info.Config.Labels),
+      running: info.State.Running && !info.State.Paused,
+      state: info.State.Status,
+      created: info.Created,
+    };
   }
 
   async listContainers(labels: string[]): Promise<ContainerSummary[]> {
@@ -195,34 +204,29 @@ export class DockerEngine implements Engine {
     });
   }
 
-  async readFile(containerId: string, path: string, maxBytes: number): Promise<Buffer | null> {
-    try {
-      return await this.call('container.get_archive', containerId, async () => {
-        const stream = (await this.docker.getContainer(containerId).getArchive({ path })) as NodeJS.ReadableStream;
-        return await new Promise<Buffer | null>((resolve, reject) => {
-          const tar = extract();
-          let found: Buffer | null = null;
-          tar.on('entry', (header, entry, next) => {
-            const chunks: Buffer[] = [];
-            let size = 0;
-            entry.on('data', (chunk) => {
-              if (size < maxBytes) chunks.push(chunk as Buffer);
-              size += (chunk as Buffer).length;
-            });
-            entry.on('end', () => {
-              if (found === null && header.type === 'file') found = Buffer.concat(chunks).subarray(0, maxBytes);
-              next();
-            });
+  readFile(containerId: string, path: string, maxBytes: number): Promise<Buffer | null> {
+    return this.find('container.get_archive', containerId, async () => {
+      const stream = (await this.docker.getContainer(containerId).getArchive({ path })) as NodeJS.ReadableStream;
+      return await new Promise<Buffer | null>((resolve, reject) => {
+        const tar = extract();
+        let found: Buffer | null = null;
+        tar.on('entry', (header, entry, next) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          entry.on('data', (chunk) => {
+            if (size < maxBytes) chunks.push(chunk as Buffer);
+            size += (chunk as Buffer).length;
           });
-          tar.on('finish', () => resolve(found)).on('error', reject);
-          stream.on('error', reject);
-          stream.pipe(tar);
+          entry.on('end', () => {
+            if (found === null && header.type === 'file') found = Buffer.concat(chunks).subarray(0, maxBytes);
+            next();
+          });
         });
-      }, ['not_found']);
-    } catch (e) {
-      if (e instanceof EngineError && e.kind === 'not_found') return null;
-      throw e;
-    }
+        tar.on('finish', () => resolve(found)).on('error', reject);
+        stream.on('error', reject);
+        stream.pipe(tar);
+      });
+    });
   }
 
   async putArchive(containerId: string, path: string, tar: Buffer): Promise<void> {
@@ -230,13 +234,8 @@ export class DockerEngine implements Engine {
   }
 
   async inspectImage(name: string): Promise<ImageInfo | null> {
-    try {
-      const info = await this.call('image.inspect', name, () => this.docker.getImage(name).inspect(), ['not_found']);
-      return { id: info.Id, labels: labelsOf(info.Config?.Labels) };
-    } catch (e) {
-      if (e instanceof EngineError && e.kind === 'not_found') return null;
-      throw e;
-    }
+    const info = await this.find('image.inspect', name, () => this.docker.getImage(name).inspect());
+    return info && { id: info.Id, labels: labelsOf(info.Config?.Labels) };
   }
 
   async pullImage(name: string, timeoutMs: number): Promise<void> {

@@ -13,7 +13,7 @@
 // nodes' engines have no bridge: a kata has only lo).
 import Docker from 'dockerode';
 import type { FastifyBaseLogger } from 'fastify';
-import { DockerEngine, engineCall, type ContainerInfo, type ContainerSummary, type Engine, type ExecSession, type ImageInfo, type SessionOptions } from './engine.ts';
+import { DockerEngine, engineCall, engineFind, type ContainerInfo, type ContainerSummary, type Engine, type ExecSession, type ImageInfo, type SessionOptions } from './engine.ts';
 import { EngineError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -55,6 +55,10 @@ export class SwarmEngine implements Engine {
     return engineCall(this.log, this.metrics, op, target, fn, tolerate);
   }
 
+  private find<T>(op: string, target: string, fn: () => Promise<T>): Promise<T | null> {
+    return engineFind(this.log, this.metrics, op, target, fn);
+  }
+
   ping(timeoutMs: number): Promise<void> {
     return this.manager.ping(timeoutMs);
   }
@@ -83,23 +87,18 @@ export class SwarmEngine implements Engine {
   }
 
   async inspectContainer(name: string): Promise<ContainerInfo | null> {
-    try {
-      const service = await this.call('service.inspect', name, () => this.docker.getService(name).inspect(), ['not_found']);
-      const tasks = await this.tasks(service.ID);
-      const state = SwarmEngine.state(tasks);
-      return {
-        id: service.ID,
-        name: service.Spec.Name,
-        image: service.Spec.TaskTemplate.ContainerSpec.Image,
-        labels: service.Spec.Labels ?? {},
-        running: state === 'running',
-        state,
-        created: service.CreatedAt,
-      };
-    } catch (e) {
-      if (e instanceof EngineError && e.kind === 'not_found') return null;
-      throw e;
-    }
+    const service = await this.find('service.inspect', name, () => this.docker.getService(name).inspect());
+    if (!service) return null;
+    const state = SwarmEngine.state(await this.tasks(service.ID));
+    return {
+      id: service.ID,
+      name: service.Spec.Name,
+      image: service.Spec.TaskTemplate.ContainerSpec.Image,
+      labels: service.Spec.Labels ?? {},
+      running: state === 'running',
+      state,
+      created: service.CreatedAt,
+    };
   }
 
   async listContainers(labels: string[]): Promise<ContainerSummary[]> {
