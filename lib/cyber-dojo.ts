@@ -5,6 +5,7 @@
 // evaluated in a container of its own (deploy/rag-ruby), never in this process.
 import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
+import { IMAGE_NAME_PATTERN } from './args.ts';
 import type { Config } from './config.ts';
 import type { Engine, ExecSession } from './engine.ts';
 import { CyberDojoError, isEngineError } from './errors.ts';
@@ -58,6 +59,14 @@ export function taggedImageName(name: string): string {
   if (name.includes('@')) return name;
   const lastSlash = name.lastIndexOf('/');
   return name.slice(lastSlash + 1).includes(':') ? name : `${name}:latest`;
+}
+
+const IMAGE_NAME = new RegExp(IMAGE_NAME_PATTERN);
+
+// A call's image name: an image reference, answered as they compare them.
+export function imageNameArg(value: unknown, arg: string): string {
+  if (typeof value !== 'string' || !IMAGE_NAME.test(value)) throw new CyberDojoError(400, `${arg} is malformed`);
+  return taggedImageName(value);
 }
 
 // The functions their start points' cyber-dojo.sh call (their image's BASH_ENV sources

@@ -118,11 +118,14 @@ export async function buildHost(options: HostOptions): Promise<FastifyInstance> 
 
   // Callers (and curl -d) may omit the content type: every body is parsed as JSON.
   // Plain JSON.parse: `__proto__` and `constructor` are legal filenames, kept as own keys, never prototypes.
+  // Today's cyber-dojo API reads and answers bodies its own way (cyberDojoFace).
   const cyberDojo = config.api === 'cyber-dojo';
-  const json = app.getDefaultJsonParser('ignore', 'ignore');
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, json);
   if (cyberDojo) cyberDojoFace(app);
+  else {
+    const json = app.getDefaultJsonParser('ignore', 'ignore');
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'string' }, json);
+  }
   app.addSchema(ErrorBody);
   // Only watches: /ready answers 503 while the process is over its limits, so that a
   // load balancer routes around it; other requests go on.

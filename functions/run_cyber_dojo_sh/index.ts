@@ -1,14 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkFiles, Dictionary, filenameError, IMAGE_NAME_PATTERN, Text } from '../../lib/args.ts';
-import { HOME_FILES, kataIdOf, MAX_SECONDS, requireArgs, runLimits, SANDBOX_USER, STATUS, target, taggedImageName } from '../../lib/cyber-dojo.ts';
+import { checkFiles, Dictionary, filenameError, MaxSeconds, Text } from '../../lib/args.ts';
+import { HOME_FILES, imageNameArg, kataIdOf, MAX_SECONDS, RAG_LAMBDA_FILE, requireArgs, runLimits, SANDBOX_USER, STATUS, target } from '../../lib/cyber-dojo.ts';
 import { CyberDojoError, errors, isError, RunnerError } from '../../lib/errors.ts';
 import { defineFunction, type Services } from '../../lib/function.ts';
 import type { Kata } from '../../lib/katas.ts';
 import { runTests, type RunOutcome } from '../../lib/sandbox.ts';
 import type { Session } from '../../lib/session.ts';
 
-const IMAGE_NAME = new RegExp(IMAGE_NAME_PATTERN);
 const EMPTY = { content: '', truncated: false };
 
 const Result = Type.Object({
@@ -30,11 +29,11 @@ function checked(body: unknown) {
   if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new CyberDojoError(400, 'id is malformed');
   if (typeof files !== 'object' || files === null || Array.isArray(files) || Object.values(files).some((c) => typeof c !== 'string')) throw new CyberDojoError(400, 'files is malformed');
   if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest)) throw new CyberDojoError(400, 'manifest is malformed');
-  const { image_name: imageName, max_seconds: maxSeconds, rag_lambda: ragLambda } = manifest;
-  if (typeof imageName !== 'string' || !IMAGE_NAME.test(imageName)) throw new CyberDojoError(400, 'manifest:image_name is malformed');
-  if (!Number.isInteger(maxSeconds) || (maxSeconds as number) < 1 || (maxSeconds as number) > 20) throw new CyberDojoError(400, 'manifest:max_seconds is malformed');
+  const { max_seconds: maxSeconds, rag_lambda: ragLambda } = manifest;
+  const imageName = imageNameArg(manifest.image_name, 'manifest:image_name');
+  if (!Number.isInteger(maxSeconds) || (maxSeconds as number) < MaxSeconds.minimum! || (maxSeconds as number) > MaxSeconds.maximum!) throw new CyberDojoError(400, 'manifest:max_seconds is malformed');
   if (ragLambda !== undefined && typeof ragLambda !== 'string') throw new CyberDojoError(400, 'manifest:rag_lambda is malformed');
-  return { id, files: files as Record<string, string>, imageName: taggedImageName(imageName), maxSeconds: Math.min(MAX_SECONDS, maxSeconds as number), ragLambda };
+  return { id, files: files as Record<string, string>, imageName, maxSeconds: Math.min(MAX_SECONDS, maxSeconds as number), ragLambda };
 }
 
 // The id's kata, live: made when it is gone (expired, reaped, the engine restarted).
@@ -104,7 +103,7 @@ export default defineFunction({
     let info: Record<string, unknown> = {};
     if (source === null) {
       outcomeColour = 'faulty';
-      info = { message: `image_name must have ${'/usr/local/bin/red_amber_green.rb'} file` };
+      info = { message: `image_name must have ${RAG_LAMBDA_FILE} file` };
     } else {
       const colour = await services.ragLambdas.colour(source, outcome.stdout.content, outcome.stderr.content, outcome.status);
       outcomeColour = 'colour' in colour ? colour.colour : 'faulty';

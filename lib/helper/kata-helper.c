@@ -271,7 +271,6 @@ static void guard_killed(int64_t now) {
     fclose(f);
 }
 
-/* The script's child side: becomes the avatar, in its sandbox, and execs the shell. */
 /* A run's own ways, beyond the avatar's defaults. */
 enum { RUN_SYNC = 1, RUN_CLEAN_HOME = 2, RUN_BASH_ONLY = 4 };
 typedef struct {
@@ -294,6 +293,7 @@ static void limit(int resource, unsigned long value) {
     if (value && setrlimit(resource, &r) != 0) _exit(126);
 }
 
+/* The script's child side: becomes the avatar, in its sandbox, and execs the shell. */
 static void start_script(const who_t *w, const run_options_t *o, char **env, int out, int err) {
     static const int signals[] = { SIGPIPE, SIGXFSZ, SIGALRM, SIGCHLD, SIGHUP, SIGTERM, SIGINT };
     for (size_t i = 0; i < sizeof signals / sizeof *signals; i++) signal(signals[i], SIG_DFL);
